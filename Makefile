@@ -1,0 +1,50 @@
+# Everyday commands. `make test` works on a fresh machine: it installs what it needs first.
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install test lint format run seed migrate bench lock clean
+
+$(VENV)/.installed: requirements.lock pyproject.toml scripts/install.sh
+	scripts/install.sh
+	touch $@
+
+install: $(VENV)/.installed
+
+## test: the whole suite against real PostgreSQL, Redis, API and workers (one fresh database per run)
+test: install
+	scripts/ensure-servers.sh
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared services tests
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## run: migrate, seed if empty, start every process against DATABASE_URL / REDIS_URL
+run: install
+	$(BIN)/python -m shared.prestart
+	scripts/run.sh
+
+## seed: seed_data --clientes 50 (set CLIENTES=N for more)
+seed: install
+	$(BIN)/seed_data --clientes $(or $(CLIENTES),50)
+
+migrate: install
+	$(BIN)/alembic upgrade head
+
+## bench: benchmarks with their baselines measured in the same run (SIZE=small|large)
+bench: install
+	$(BIN)/python -m bench --size $(or $(SIZE),small)
+
+## lock: re-pin every dependency (versions and hashes, no download addresses)
+lock:
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-output

@@ -1,0 +1,1 @@
+"""The query API: thin FastAPI service answering lookups from PostgreSQL and accepting jobs."""

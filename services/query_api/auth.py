@@ -1,0 +1,136 @@
+"""API-key authentication without a database query per request.
+
+Verified keys are cached by hash in the process. Every change to `api_keys` sends
+NOTIFY api_keys_changed (shared.api_keys), and a listener here clears the cache, so a revoked
+key stops working at once in every API process. While the listener is not connected nothing is
+cached, so a missed notification can never keep a revoked key alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+import psycopg
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.query_api.problems import Problem
+from shared import api_keys
+from shared.settings import to_libpq_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: uuid.UUID
+    name: str
+    scopes: frozenset[str]
+    rate_limit_per_minute: int | None
+
+
+class ApiKeyCache:
+    def __init__(self, engine: AsyncEngine, database_url: str) -> None:
+        self._engine = engine
+        self._database_url = database_url
+        self._by_hash: dict[str, Principal] = {}
+        self._generation = 0
+        self._listening = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._listen_forever(), name="api-keys-listener")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def invalidate(self) -> None:
+        self._by_hash.clear()
+        self._generation += 1
+
+    async def lookup(self, key: str) -> Principal | None:
+        key_hash = api_keys.hash_key(key)
+        cached = self._by_hash.get(key_hash)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(api_keys.select_active_by_hash(key_hash))).first()
+        if row is None:
+            return None
+        principal = Principal(row.id, row.name, frozenset(row.scopes), row.rate_limit_per_minute)
+        # Cache only what no change notification can have overtaken meanwhile.
+        if self._listening and generation == self._generation:
+            self._by_hash[key_hash] = principal
+        return principal
+
+    async def _listen_forever(self) -> None:
+        while True:
+            try:
+                connection = await psycopg.AsyncConnection.connect(
+                    to_libpq_url(self._database_url), autocommit=True, connect_timeout=5
+                )
+                async with connection:
+                    await connection.execute(f"LISTEN {api_keys.CHANGED_CHANNEL}")
+                    self.invalidate()
+                    self._listening = True
+                    async for _ in connection.notifies():
+                        self.invalidate()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # any failure: stop caching until we listen again
+                log.warning("api-key listener disconnected: %s", type(error).__name__)
+            finally:
+                self._listening = False
+                self.invalidate()
+            await asyncio.sleep(1)
+
+
+def _presented_key(request: Request) -> str | None:
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+        return None
+    return request.headers.get("x-api-key") or None
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, kind="unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticate(request: Request) -> Principal:
+    key = _presented_key(request)
+    if key is None:
+        raise _unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
+    cache: ApiKeyCache = request.app.state.api_key_cache
+    # Keys are found by their sha256, never compared as text: timing reveals nothing of a key.
+    principal = await cache.lookup(key)
+    if principal is None:
+        raise _unauthorized("The API key is not valid or has been revoked.")
+    request.state.principal = principal
+    return principal
+
+
+def require(scope: str) -> object:
+    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if scope not in principal.scopes:
+            raise Problem(403, f"This API key lacks the '{scope}' scope.", kind="forbidden")
+        return principal
+
+    return Depends(check)
+
+
+ReadPrincipal = Annotated[Principal, require("read")]
+ExportPrincipal = Annotated[Principal, require("export")]
+AdminPrincipal = Annotated[Principal, require("admin")]

@@ -1,0 +1,39 @@
+"""Annotated dependencies that keep endpoint signatures short and uniform."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.settings import Settings
+
+
+def _engine(request: Request) -> AsyncEngine:
+    """Transactional engine: `async with db.begin() as conn` for writes."""
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+def _read_engine(request: Request) -> AsyncEngine:
+    """Autocommit engine on the same pool: a lookup is one round trip, no BEGIN/ROLLBACK."""
+    engine: AsyncEngine = request.app.state.read_engine
+    return engine
+
+
+def _redis(request: Request) -> Redis:
+    client: Redis = request.app.state.redis
+    return client
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+Db = Annotated[AsyncEngine, Depends(_engine)]
+ReadDb = Annotated[AsyncEngine, Depends(_read_engine)]
+RedisDep = Annotated[Redis, Depends(_redis)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -1,0 +1,63 @@
+"""The FastAPI application: wiring only. Run with `python -m services.query_api`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from redis.asyncio import Redis
+
+from services.query_api import health, problems
+from services.query_api.auth import ApiKeyCache
+from services.query_api.middleware import RequestIdMiddleware, TrailingSlashMiddleware
+from shared import api_keys, db, logs
+from shared.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logs.configure(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = db.async_engine(settings)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        app.state.redis = Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        if settings.api_bootstrap_key:
+            async with engine.begin() as connection:
+                await connection.execute(api_keys.upsert_bootstrap_key(settings.api_bootstrap_key))
+                await connection.execute(api_keys.NOTIFY_CHANGED)
+        app.state.api_key_cache = ApiKeyCache(engine, settings.database_url)
+        app.state.api_key_cache.start()
+        try:
+            yield
+        finally:
+            await app.state.api_key_cache.stop()
+            await app.state.redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Clientes",
+        version="1.0.0",
+        description="Customer lookups, exports and loyalty reports.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    for router in _api_routers():
+        app.include_router(router, prefix="/api")
+    # Outermost last: the request id must wrap everything, including slash normalisation.
+    app.add_middleware(TrailingSlashMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _api_routers() -> list[APIRouter]:
+    """Each domain contributes one router; they are listed here and nowhere else."""
+    return []

@@ -1,0 +1,135 @@
+"""RFC 9457 problem details: the one error format of the whole API.
+
+Endpoints raise `Problem` (or a subclass); FastAPI's own errors and database outages are mapped
+here too, so no handler anywhere builds an error body by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://clientes.example/problems/"
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        kind: str | None = None,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind
+        self.title = title or HTTPStatus(status).phrase
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+
+class NotFound(Problem):
+    def __init__(self, detail: str) -> None:
+        super().__init__(404, detail, kind="not-found")
+
+
+class BadRequest(Problem):
+    def __init__(self, detail: str, errors: list[dict[str, str]] | None = None) -> None:
+        extensions = {"errors": errors} if errors else {}
+        super().__init__(400, detail, kind="invalid-parameters", **extensions)
+
+
+def problem_response(problem: Problem) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + problem.kind if problem.kind else "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        **problem.extensions,
+    }
+    return Response(
+        orjson.dumps(body), problem.status, headers=problem.headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    # ("query", "limit") -> "limit"; ("body", "documentos", 3, "tipo_documento") -> "documentos[3].tipo_documento"
+    name = ""
+    for part in location[1:] if location and location[0] in {"query", "path", "body", "header"} else location:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or str(location[0] if location else "body")
+
+
+def validation_problem(error: RequestValidationError) -> Problem:
+    errors = [
+        {"field": _field_name(tuple(item.get("loc", ()))), "message": str(item.get("msg", ""))}
+        for item in error.errors()
+    ]
+    in_body = any(tuple(item.get("loc", ()))[:1] == ("body",) for item in error.errors())
+    # A malformed query or path is a bad request; a well-formed body that breaks the rules is 422.
+    status = 422 if in_body else 400
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return Problem(status, detail, kind="validation-error", errors=errors)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(validation_problem(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return problem_response(Problem(exc.status_code, detail, headers=headers))
+
+    @app.exception_handler(PoolTimeoutError)
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: Exception) -> Response:
+        if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not _is_outage(exc):
+            log.exception("database error")
+            return problem_response(Problem(500, "Unexpected database error.", kind="internal"))
+        log.warning("database unavailable: %s", type(exc.__cause__ or exc).__name__)
+        return problem_response(
+            Problem(
+                503,
+                "The database is unavailable; try again shortly.",
+                kind="service-unavailable",
+                headers={"Retry-After": "5"},
+            )
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return problem_response(Problem(500, "Unexpected error.", kind="internal"))
+
+
+def _is_outage(error: DBAPIError) -> bool:
+    import psycopg
+
+    return isinstance(error.orig, psycopg.OperationalError)

@@ -1,0 +1,190 @@
+"""SQLAlchemy models: the schema's single source of truth (Alembic migrations follow it).
+
+Domain tables keep the original system's Spanish vocabulary; infrastructure tables are English.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Explicit, predictable constraint names so migrations can name what they drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ESTADOS_COMPRA = ("pendiente", "completada", "cancelada")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TipoDocumento(Base):
+    __tablename__ = "tipos_documento"
+
+    id: Mapped[int] = mapped_column(SmallInteger, Identity(), primary_key=True)
+    codigo: Mapped[str] = mapped_column(String(5), unique=True)
+    nombre: Mapped[str] = mapped_column(String(100))
+    descripcion: Mapped[str] = mapped_column(Text, default="", server_default="")
+    activo: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+
+    def __str__(self) -> str:
+        return f"{self.codigo} - {self.nombre}"
+
+
+class Cliente(Base):
+    __tablename__ = "clientes"
+    __table_args__ = (
+        UniqueConstraint("tipo_documento_id", "numero_documento"),
+        # Name/e-mail search (`q`) is a case-insensitive substring match: trigram index.
+        Index(
+            "ix_clientes_busqueda_trgm",
+            text("(lower(nombre || ' ' || apellido || ' ' || correo)) gin_trgm_ops"),
+            postgresql_using="gin",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    tipo_documento_id: Mapped[int] = mapped_column(ForeignKey("tipos_documento.id"))
+    numero_documento: Mapped[str] = mapped_column(String(20))
+    nombre: Mapped[str] = mapped_column(String(100))
+    apellido: Mapped[str] = mapped_column(String(100))
+    correo: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    telefono: Mapped[str] = mapped_column(String(30), default="", server_default="")
+    fecha_registro: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    activo: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+
+    tipo_documento: Mapped[TipoDocumento] = relationship(lazy="joined")
+
+    @property
+    def nombre_completo(self) -> str:
+        return f"{self.nombre} {self.apellido}"
+
+    def __str__(self) -> str:
+        return f"{self.nombre_completo} ({self.numero_documento})"
+
+
+class Compra(Base):
+    __tablename__ = "compras"
+    __table_args__ = (
+        CheckConstraint("monto >= 0", name="monto_no_negativo"),
+        CheckConstraint(
+            "estado IN ('pendiente', 'completada', 'cancelada')", name="estado_valido"
+        ),
+        # A customer's latest purchases (detail, export).
+        Index("ix_compras_cliente_fecha", "cliente_id", text("fecha_compra DESC"), text("id DESC")),
+        # Completed purchases in a date window (loyalty report): index-only scan + hash aggregate.
+        Index(
+            "ix_compras_completadas_fecha",
+            "fecha_compra",
+            postgresql_include=["cliente_id", "monto"],
+            postgresql_where=text("estado = 'completada'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    cliente_id: Mapped[int] = mapped_column(ForeignKey("clientes.id", ondelete="CASCADE"))
+    numero_factura: Mapped[str] = mapped_column(String(30), unique=True)
+    fecha_compra: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    monto: Mapped[Decimal] = mapped_column(Numeric(15, 2))
+    descripcion: Mapped[str] = mapped_column(Text, default="", server_default="")
+    estado: Mapped[str] = mapped_column(String(12), default="pendiente")
+
+    cliente: Mapped[Cliente] = relationship()
+
+    def __str__(self) -> str:
+        return self.numero_factura
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100))
+    # sha256 of the key; the key itself is shown once and never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(12))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(20)))
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+
+class Job(Base):
+    """The durable record of an export/report job: PostgreSQL, not Redis, is the truth."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key"),
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'canceled', 'expired')",
+            name="status_valido",
+        ),
+        CheckConstraint(
+            "type IN ('export_cliente', 'reporte_fidelizacion')", name="type_valido"
+        ),
+        Index("ix_jobs_owner_created", "api_key_id", text("created_at DESC"), text("id DESC")),
+        # The scheduler's sweeps only ever look at live or expirable jobs.
+        Index(
+            "ix_jobs_pending",
+            "status",
+            "updated_at",
+            postgresql_where=text("status IN ('queued', 'running', 'succeeded')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    progress: Mapped[int | None] = mapped_column(SmallInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    storage_key: Mapped[str | None] = mapped_column(String(255))
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.status})"

@@ -1,0 +1,78 @@
+"""Settings from the environment (12-factor). One object, read once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/clientes"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    port: int = 8000
+    timezone: str = "America/Bogota"
+
+    api_bootstrap_key: str | None = None
+    secret_key: str = PLACEHOLDER_SECRET
+    admin_username: str = "admin"
+    admin_password: str = PLACEHOLDER_SECRET
+
+    db_pool_size: int = Field(default=10, ge=1)
+    db_statement_timeout_ms: int = Field(default=5000, ge=100)
+
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: str = "var/exports"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "clientes-exports"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+
+    result_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    job_stale_after_seconds: int = Field(default=300, ge=5)
+    scheduler_interval_seconds: float = Field(default=30.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_outside_development(self) -> Settings:
+        if self.environment == "production":
+            for name in ("secret_key", "admin_password"):
+                if getattr(self, name) == PLACEHOLDER_SECRET:
+                    raise ValueError(f"{name.upper()} still has its placeholder value")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The plain postgresql:// URL with the psycopg 3 driver named, as SQLAlchemy wants."""
+        return to_psycopg_url(self.database_url)
+
+
+def to_psycopg_url(url: str) -> str:
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    raise ValueError(f"DATABASE_URL must start with postgresql://, got {url.split(':', 1)[0]}")
+
+
+def to_libpq_url(url: str) -> str:
+    """The form psql, pg_dump and psycopg.connect take."""
+    return "postgresql://" + to_psycopg_url(url).removeprefix("postgresql+psycopg://")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,121 @@
+"""Session fixtures: a throwaway database built by Alembic, a private Redis, the real API."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine
+
+from shared.settings import to_libpq_url, to_psycopg_url
+from tests import servers
+
+ADMIN_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BOOTSTRAP_KEY = "clk_test_bootstrap_" + uuid.uuid4().hex
+
+
+def database_url_for(name: str) -> str:
+    base, _, _ = to_libpq_url(ADMIN_URL).rpartition("/")
+    return f"{base}/{name}"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(servers.ROOT / "alembic.ini"))
+    config.attributes["database_url"] = to_psycopg_url(database_url)
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def create_database(name: str) -> str:
+    with psycopg.connect(to_libpq_url(ADMIN_URL), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return database_url_for(name)
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(to_libpq_url(ADMIN_URL), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"clientes_test_{uuid.uuid4().hex[:12]}"
+    url = create_database(name)
+    try:
+        command.upgrade(alembic_config(url), "head")
+        yield url
+    finally:
+        if not os.environ.get("KEEP_TEST_DATABASE"):
+            drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(to_psycopg_url(database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    port = servers.free_port()
+    process = servers.redis_server(port).start()
+    import redis
+
+    client = redis.Redis(port=port)
+    servers.wait_until(lambda: bool(client.ping()), 10, "redis-server")
+    yield f"redis://127.0.0.1:{port}/0"
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def service_env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment every service process of this run gets: what compose sets, pointed here."""
+    return {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "API_BOOTSTRAP_KEY": BOOTSTRAP_KEY,
+        "STORAGE_BACKEND": "local",
+        "STORAGE_DIR": str(tmp_path_factory.mktemp("exports")),
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    process: servers.Process
+
+    def client(self, key: str | None = BOOTSTRAP_KEY, **kwargs: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=40, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def api(service_env: dict[str, str]) -> Iterator[Api]:
+    port = servers.free_port()
+    process = servers.api_server(service_env, port)
+    yield Api(f"http://127.0.0.1:{port}", process)
+    process.stop()
+
+
+@pytest.fixture
+def client(api: Api) -> Iterator[httpx.Client]:
+    """An HTTP client holding the bootstrap key (every scope)."""
+    with api.client() as http:
+        yield http
+
+
+@pytest.fixture
+def anonymous(api: Api) -> Iterator[httpx.Client]:
+    with api.client(key=None) as http:
+        yield http

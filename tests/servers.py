@@ -1,0 +1,115 @@
+"""Real processes for the tests: a private Redis, the API, and Celery workers.
+
+Each test run gets its own PostgreSQL database and its own redis-server on a free port, so runs
+never collide and fault tests may FLUSHALL or stop Redis without touching anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # noqa: S110 (not up yet: keep polling)
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+class Process:
+    """A child process whose output goes to test-output/<name>.log."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+        OUTPUT.mkdir(exist_ok=True)
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.log_path = OUTPUT / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.killpg(self.pid, signum)
+
+    def stop(self, timeout: float = 15) -> None:
+        if not self.alive():
+            return
+        assert self.popen is not None
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.popen.wait(5)
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.popen is not None
+            self.signal(signal.SIGKILL)
+            self.popen.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def redis_server(port: int) -> Process:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return Process(
+        f"redis-{port}",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        dict(os.environ),
+    )
+
+
+def api_server(env: dict[str, str], port: int) -> Process:
+    process = Process(
+        "query_api", [sys.executable, "-m", "services.query_api"], {**env, "PORT": str(port)}
+    )
+    process.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 30, "query_api")
+    except TimeoutError:
+        raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
+    return process
