@@ -1,1 +1,1 @@
-"""Code shared by the query API and the export worker: settings, models, jobs, storage, seed data."""
+"""Code shared by the query API and the export worker: settings, models, jobs, storage, seed."""

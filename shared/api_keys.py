@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import Connection, Insert, Select, Update, func, insert, select, text, update
 
@@ -67,7 +67,9 @@ def insert_key(name: str, scopes: Sequence[str], new_key: NewKey) -> Insert:
     )
 
 
-def select_keys(*, include_revoked: bool = False) -> Select[Any]:
+def select_keys(
+    *, include_revoked: bool = False
+) -> Select[uuid.UUID, str, str, list[str], datetime, datetime | None]:
     query = select(
         ApiKey.id,
         ApiKey.name,
@@ -79,7 +81,7 @@ def select_keys(*, include_revoked: bool = False) -> Select[Any]:
     return query if include_revoked else query.where(ApiKey.revoked_at.is_(None))
 
 
-def select_active_by_hash(key_hash: str) -> Select[Any]:
+def select_active_by_hash(key_hash: str) -> Select[uuid.UUID, str, list[str], int | None]:
     return select(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.rate_limit_per_minute).where(
         ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
     )
@@ -116,8 +118,6 @@ def ensure_bootstrap_key(connection: Connection, key: str | None) -> None:
     if key:
         connection.execute(upsert_bootstrap_key(key))
         connection.execute(NOTIFY_CHANGED)
-
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -98,9 +98,7 @@ class Compra(Base):
     __tablename__ = "compras"
     __table_args__ = (
         CheckConstraint("monto >= 0", name="monto_no_negativo"),
-        CheckConstraint(
-            "estado IN ('pendiente', 'completada', 'cancelada')", name="estado_valido"
-        ),
+        CheckConstraint("estado IN ('pendiente', 'completada', 'cancelada')", name="estado_valido"),
         # A customer's latest purchases (detail, export).
         Index("ix_compras_cliente_fecha", "cliente_id", text("fecha_compra DESC"), text("id DESC")),
         # Completed purchases in a date window (loyalty report): index-only scan + hash aggregate.
@@ -153,9 +151,7 @@ class Job(Base):
             "status IN ('queued', 'running', 'succeeded', 'failed', 'canceled', 'expired')",
             name="status_valido",
         ),
-        CheckConstraint(
-            "type IN ('export_cliente', 'reporte_fidelizacion')", name="type_valido"
-        ),
+        CheckConstraint("type IN ('export_cliente', 'reporte_fidelizacion')", name="type_valido"),
         Index("ix_jobs_owner_created", "api_key_id", text("created_at DESC"), text("id DESC")),
         # The scheduler's sweeps only ever look at live or expirable jobs.
         Index(

@@ -17,7 +17,9 @@ from sqlalchemy import Engine, create_engine
 from shared.settings import to_libpq_url, to_psycopg_url
 from tests import servers
 
-ADMIN_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BOOTSTRAP_KEY = "clk_test_bootstrap_" + uuid.uuid4().hex
 
 
@@ -76,7 +78,9 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def service_env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def service_env(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     """The environment every service process of this run gets: what compose sets, pointed here."""
     return {
         **os.environ,

@@ -9,6 +9,7 @@ cached, so a missed notification can never keep a revoked key alive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -48,10 +49,8 @@ class ApiKeyCache:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     def invalidate(self) -> None:
         self._by_hash.clear()

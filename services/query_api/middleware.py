@@ -55,6 +55,6 @@ class TrailingSlashMiddleware:
         path: str = scope.get("path", "")
         if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
             scope = {**scope, "path": path.rstrip("/") or "/"}
-            if "raw_path" in scope and scope["raw_path"]:
+            if scope.get("raw_path"):
                 scope["raw_path"] = scope["raw_path"].rstrip(b"/") or b"/"
         await self.app(scope, receive, send)

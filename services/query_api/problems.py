@@ -52,8 +52,9 @@ class NotFound(Problem):
 
 class BadRequest(Problem):
     def __init__(self, detail: str, errors: list[dict[str, str]] | None = None) -> None:
-        extensions = {"errors": errors} if errors else {}
-        super().__init__(400, detail, kind="invalid-parameters", **extensions)
+        super().__init__(400, detail, kind="invalid-parameters")
+        if errors:
+            self.extensions["errors"] = errors
 
 
 def problem_response(problem: Problem) -> Response:
@@ -70,9 +71,14 @@ def problem_response(problem: Problem) -> Response:
 
 
 def _field_name(location: tuple[Any, ...]) -> str:
-    # ("query", "limit") -> "limit"; ("body", "documentos", 3, "tipo_documento") -> "documentos[3].tipo_documento"
+    # ("query", "limit") -> "limit"
+    # ("body", "documentos", 3, "tipo_documento") -> "documentos[3].tipo_documento"
     name = ""
-    for part in location[1:] if location and location[0] in {"query", "path", "body", "header"} else location:
+    for part in (
+        location[1:]
+        if location and location[0] in {"query", "path", "body", "header"}
+        else location
+    ):
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
     return name or str(location[0] if location else "body")
 
