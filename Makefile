@@ -28,7 +28,6 @@ format: install
 
 ## run: migrate, seed if empty, start every process against DATABASE_URL / REDIS_URL
 run: install
-	$(BIN)/python -m shared.prestart
 	scripts/run.sh
 
 ## seed: seed_data --clientes 50 (set CLIENTES=N for more)

@@ -7,6 +7,7 @@ never collide and fault tests may FLUSHALL or stop Redis without touching anythi
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,6 +21,24 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
+
+
+def procfile() -> dict[str, list[str]]:
+    """The Procfile's processes: what `make run`, docker-compose.yml and these tests all start."""
+    processes: dict[str, list[str]] = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            processes[name.strip()] = shlex.split(command)
+    return processes
+
+
+def procfile_argv(name: str) -> list[str]:
+    """A Procfile command run with this interpreter's environment (python -m / celery of .venv)."""
+    argv = procfile()[name]
+    if argv[0] == "python":
+        return [sys.executable, *argv[1:]]
+    return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
 
 
 def free_port() -> int:
@@ -107,9 +126,7 @@ def redis_server(port: int) -> Process:
 
 
 def api_server(env: dict[str, str], port: int) -> Process:
-    process = Process(
-        "query_api", [sys.executable, "-m", "services.query_api"], {**env, "PORT": str(port)}
-    )
+    process = Process("query_api", procfile_argv("api"), {**env, "PORT": str(port)})
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
