@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     admin_username: str = "admin"
     admin_password: str = PLACEHOLDER_SECRET
 
+    rate_limit_per_minute: int = Field(default=6000, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
     db_statement_timeout_ms: int = Field(default=5000, ge=100)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import uvicorn
 
@@ -11,12 +12,16 @@ from shared.settings import get_settings
 
 def main() -> None:
     settings = get_settings()
+    workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes: metrics go through files so /metrics sums them all.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clientes-metrics-")
     uvicorn.run(
         "services.query_api.main:create_app",
         factory=True,
         host=os.environ.get("HOST", "0.0.0.0"),  # noqa: S104 (a container's service port)
         port=settings.port,
-        workers=int(os.environ.get("WEB_CONCURRENCY", "1")),
+        workers=workers,
         loop="uvloop",
         http="httptools",
         access_log=False,

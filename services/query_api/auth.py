@@ -20,6 +20,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.query_api.problems import Problem
+from services.query_api.ratelimit import RateLimiter
 from shared import api_keys
 from shared.settings import to_libpq_url
 
@@ -118,6 +119,19 @@ async def authenticate(request: Request) -> Principal:
     if principal is None:
         raise _unauthorized("The API key is not valid or has been revoked.")
     request.state.principal = principal
+    limiter: RateLimiter = request.app.state.rate_limiter
+    quota = await limiter.consume(str(principal.key_id), principal.rate_limit_per_minute)
+    if quota is not None:
+        request.state.response_headers.update(quota.headers())
+        if quota.exceeded:
+            problem = Problem(
+                429,
+                f"This API key may make {quota.limit} requests a minute; retry later.",
+                kind="quota-exceeded",
+                headers={"Retry-After": str(quota.reset_seconds)},
+            )
+            problem.extensions["violated-policies"] = ["default"]
+            raise problem
     return principal
 
 

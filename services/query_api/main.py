@@ -8,9 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
-from services.query_api import health, problems
+from services.query_api import health, metrics, problems
 from services.query_api.auth import ApiKeyCache
-from services.query_api.middleware import RequestIdMiddleware, TrailingSlashMiddleware
+from services.query_api.middleware import (
+    RequestLimitsMiddleware,
+    ResponseHeadersMiddleware,
+    TrailingSlashMiddleware,
+)
+from services.query_api.ratelimit import RateLimiter
 from shared import api_keys, db, logs
 from shared.settings import Settings, get_settings
 
@@ -32,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with engine.begin() as connection:
                 await connection.execute(api_keys.upsert_bootstrap_key(settings.api_bootstrap_key))
                 await connection.execute(api_keys.NOTIFY_CHANGED)
+        app.state.rate_limiter = RateLimiter(app.state.redis, settings.rate_limit_per_minute)
         app.state.api_key_cache = ApiKeyCache(engine, settings.database_url)
         app.state.api_key_cache.start()
         try:
@@ -50,11 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     for router in _api_routers():
         app.include_router(router, prefix="/api")
     # Outermost last: the request id must wrap everything, including slash normalisation.
+    app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestLimitsMiddleware)
+    app.add_middleware(ResponseHeadersMiddleware)
     return app
 
 

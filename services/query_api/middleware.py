@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 import uuid
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.query_api.problems import Problem, problem_response
 from shared.logs import request_id_var
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-class RequestIdMiddleware:
-    """Every response carries X-Request-ID: the client's (when sane) or a new one."""
+class ResponseHeadersMiddleware:
+    """Every response carries X-Request-ID (the client's when sane, else a new one) and the
+    headers the request collected on its way (`request.state.response_headers`, e.g. rate limit),
+    error responses included."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -30,13 +34,17 @@ class RequestIdMiddleware:
                     request_id = candidate
                 break
         request_id = request_id or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        collected: dict[str, str] = {}
+        state["response_headers"] = collected
         token = request_id_var.set(request_id)
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                extra = [(k.lower().encode(), v.encode()) for k, v in collected.items()]
+                message["headers"] = [*message.get("headers", []), header, *extra]
             await send(message)
 
         try:
@@ -58,3 +66,45 @@ class TrailingSlashMiddleware:
             if scope.get("raw_path"):
                 scope["raw_path"] = scope["raw_path"].rstrip(b"/") or b"/"
         await self.app(scope, receive, send)
+
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_QUERY_BYTES = 4096
+
+
+class RequestLimitsMiddleware:
+    """Refuse oversized requests before any work: 414 for a long query, 413 for a large body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            await _refuse(
+                scope, receive, send, 414, f"The query string exceeds {MAX_QUERY_BYTES} bytes."
+            )
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > MAX_BODY_BYTES):
+                await _refuse(
+                    scope, receive, send, 413, f"The body exceeds {MAX_BODY_BYTES} bytes."
+                )
+                return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:  # a chunked body with no Content-Length
+                raise HTTPException(413, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+    await problem_response(Problem(status, detail, kind="request-too-large"))(scope, receive, send)

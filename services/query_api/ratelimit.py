@@ -1,0 +1,58 @@
+"""Per-API-key rate limiting in Redis: a fixed one-minute window, one atomic round trip a request.
+
+Answers carry the IETF `RateLimit-Policy` / `RateLimit` headers; over the quota the request gets
+429 problem+json with `Retry-After`. If Redis is unreachable the limiter fails open: lookups must
+keep working while the broker is down, and the outage shows in `/ready` and the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    @property
+    def exceeded(self) -> bool:
+        return self.remaining < 0
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Policy": f'"default";q={self.limit};w={WINDOW_SECONDS}',
+            "RateLimit": f'"default";r={max(self.remaining, 0)};t={self.reset_seconds}',
+        }
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, default_per_minute: int) -> None:
+        self._redis = redis
+        self._default = default_per_minute
+
+    async def consume(self, key_id: str, limit: int | None) -> Quota | None:
+        limit = limit or self._default
+        now = time.time()
+        window = int(now // WINDOW_SECONDS)
+        counter = f"ratelimit:{key_id}:{window}"
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(counter)
+                pipe.expire(counter, WINDOW_SECONDS + 1)
+                used, _ = await pipe.execute()
+        except (RedisError, OSError) as error:
+            log.warning("rate limiter unavailable, not limiting: %s", type(error).__name__)
+            return None
+        reset = int((window + 1) * WINDOW_SECONDS - now) + 1
+        return Quota(limit=limit, remaining=limit - int(used), reset_seconds=reset)
