@@ -6,6 +6,7 @@ never collide and fault tests may FLUSHALL or stop Redis without touching anythi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -126,7 +127,7 @@ def redis_server(port: int) -> Process:
 
 
 def api_server(env: dict[str, str], port: int) -> Process:
-    process = Process("query_api", procfile_argv("api"), {**env, "PORT": str(port)})
+    process = Process(f"query_api-{port}", procfile_argv("api"), {**env, "PORT": str(port)})
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -134,3 +135,60 @@ def api_server(env: dict[str, str], port: int) -> Process:
     except TimeoutError:
         raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
     return process
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster that a fault test may stop and start at will.
+
+    initdb refuses to run as root, so when the tests run as root the cluster belongs to the
+    `postgres` system user.
+    """
+
+    BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))[-1] / "bin"
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/clientes"
+
+    def _run(self, *argv: str) -> None:
+        command = [str(self.BIN / argv[0]), *argv[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {done.stderr or done.stdout}")
+
+    def create(self) -> PostgresCluster:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            for path in (self.directory.parent, self.directory):
+                shutil.chown(path, "postgres", "postgres")
+        self._run(
+            "initdb", "-D", str(self.directory), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
+        self.start()
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "clientes")
+        return self
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.directory),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(self.directory / "server.log"),
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.directory), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already stopped
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
