@@ -81,3 +81,23 @@ def make_compra(
         session.commit()
         session.refresh(compra)
         return compra
+
+
+def make_tipo_documento(
+    engine: Engine,
+    *,
+    codigo: str | None = None,
+    nombre: str = "Tipo de prueba",
+    activo: bool = True,
+) -> TipoDocumento:
+    with Session(engine, expire_on_commit=False) as session:
+        tipo = TipoDocumento(
+            codigo=codigo or "Z" + uuid.uuid4().hex[:4].upper(),
+            nombre=nombre,
+            descripcion="Creado por una prueba",
+            activo=activo,
+        )
+        session.add(tipo)
+        session.commit()
+        session.refresh(tipo)
+        return tipo

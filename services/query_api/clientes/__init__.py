@@ -1,0 +1,1 @@
+"""Customer lookups: document types, the customer list, detail, search and batch search."""
