@@ -1,0 +1,297 @@
+"""The back office at /admin (sqladmin): customers, purchases, document types, jobs, API keys.
+
+Login with ADMIN_USERNAME / ADMIN_PASSWORD; the session is a cookie signed with SECRET_KEY.
+API keys are handled as the `api_keys` CLI does: the key is shown once, only its hash is
+stored, and every change sends NOTIFY so API processes forget cached keys at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from typing import Any, ClassVar
+
+from fastapi import FastAPI
+from markupsafe import Markup
+from sqladmin import Admin, ModelView, action
+from sqladmin.authentication import AuthenticationBackend
+from sqladmin.secret import Secret
+from sqlalchemy import Select, func, literal_column, or_
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from wtforms import Form, SelectField, SelectMultipleField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange
+
+from shared import api_keys, db
+from shared.models import ESTADOS_COMPRA, ApiKey, Cliente, Compra, Job, TipoDocumento
+from shared.settings import Settings
+
+BASE_URL = "/admin"
+SESSION_COOKIE = "clientes_admin"
+SESSION_MAX_AGE_SECONDS = 8 * 3600
+# The admin is a handful of people: a small pool of its own keeps it off the API's pool.
+ADMIN_POOL_SIZE = 2
+
+
+class AdminLogin(AuthenticationBackend):
+    def __init__(self, settings: Settings) -> None:
+        # SameSite=strict: sqladmin's actions are GET links, so no other site may trigger them
+        # with the admin's cookie.
+        super().__init__(
+            secret_key=settings.secret_key,
+            session_cookie=SESSION_COOKIE,
+            max_age=SESSION_MAX_AGE_SECONDS,
+            path=BASE_URL,
+            same_site="strict",
+            https_only=settings.environment == "production",
+        )
+        self._username = settings.admin_username.encode()
+        self._password = settings.admin_password.encode()
+
+    async def login(self, request: Request) -> bool:
+        form = await request.form()
+        username = str(form.get("username", "")).encode()
+        password = str(form.get("password", "")).encode()
+        # Both always run (&, not "and"), in constant time: timing never tells which one failed.
+        valid = hmac.compare_digest(username, self._username) & hmac.compare_digest(
+            password, self._password
+        )
+        if valid:
+            request.session.clear()
+            request.session["user_id"] = username.decode()
+        return valid
+
+    async def logout(self, request: Request) -> bool:
+        request.session.clear()
+        return False  # sqladmin then redirects to the login page
+
+    async def authenticate(self, request: Request) -> bool:
+        user_id = request.session.get("user_id")
+        return isinstance(user_id, str) and hmac.compare_digest(user_id.encode(), self._username)
+
+
+class _View(ModelView):
+    # Files leave the system only as jobs (formula escaping, streaming, expiry), never from here.
+    can_export = False
+    page_size = 25
+
+
+class TipoDocumentoAdmin(_View, model=TipoDocumento):
+    name = "Tipo de documento"
+    name_plural = "Tipos de documento"
+    icon = "fa-solid fa-id-card"
+    column_list: ClassVar[list[Any]] = [
+        TipoDocumento.id,
+        TipoDocumento.codigo,
+        TipoDocumento.nombre,
+        TipoDocumento.activo,
+    ]
+    column_searchable_list: ClassVar[list[Any]] = [TipoDocumento.codigo, TipoDocumento.nombre]
+
+
+# The expression of the trigram index ix_clientes_busqueda_trgm, so name searches use it.
+_NOMBRE_APELLIDO_CORREO = func.lower(
+    Cliente.nombre.concat(literal_column("' '"))
+    .concat(Cliente.apellido)
+    .concat(literal_column("' '"))
+    .concat(Cliente.correo)
+)
+
+
+class ClienteAdmin(_View, model=Cliente):
+    name = "Cliente"
+    name_plural = "Clientes"
+    icon = "fa-solid fa-user"
+    column_list: ClassVar[list[Any]] = [
+        Cliente.id,
+        Cliente.tipo_documento,
+        Cliente.numero_documento,
+        Cliente.nombre,
+        Cliente.apellido,
+        Cliente.correo,
+        Cliente.telefono,
+        Cliente.activo,
+        Cliente.fecha_registro,
+    ]
+    column_searchable_list: ClassVar[list[Any]] = [
+        Cliente.numero_documento,
+        Cliente.nombre,
+        Cliente.apellido,
+    ]
+    column_sortable_list: ClassVar[list[Any]] = [Cliente.id, Cliente.fecha_registro]
+    form_excluded_columns: ClassVar[list[Any]] = [Cliente.fecha_registro]
+
+    def search_placeholder(self) -> str:
+        return "Número de documento exacto, nombre, apellido o correo"
+
+    def search_query(self, stmt: Select[Any], term: str) -> Select[Any]:
+        # sqladmin's default (ILIKE on every column) reads every row of a million-row table.
+        # These two conditions are answered by indexes: the exact number by the
+        # (tipo, número) unique index, a name or e-mail substring by the trigram index.
+        term = term.strip()
+        return stmt.where(
+            or_(
+                Cliente.numero_documento == term,
+                _NOMBRE_APELLIDO_CORREO.contains(term.lower(), autoescape=True),
+            )
+        )
+
+
+class CompraAdmin(_View, model=Compra):
+    name = "Compra"
+    name_plural = "Compras"
+    icon = "fa-solid fa-receipt"
+    column_list: ClassVar[list[Any]] = [
+        Compra.id,
+        Compra.numero_factura,
+        Compra.cliente,
+        Compra.fecha_compra,
+        Compra.monto,
+        Compra.estado,
+    ]
+    column_searchable_list: ClassVar[list[Any]] = [Compra.numero_factura]
+    column_default_sort: ClassVar[list[tuple[Any, bool]]] = [(Compra.id, True)]
+    # A select of every customer would load millions of rows: look them up as the user types.
+    form_ajax_refs: ClassVar[dict[str, dict[str, Any]]] = {
+        "cliente": {"fields": ("numero_documento", "nombre", "apellido"), "order_by": "id"}
+    }
+    form_overrides: ClassVar[dict[str, Any]] = {"estado": SelectField}
+    form_args: ClassVar[dict[str, dict[str, Any]]] = {
+        "estado": {"choices": [(estado, estado) for estado in ESTADOS_COMPRA]},
+        "monto": {"validators": [NumberRange(min=0)]},
+    }
+
+
+def _download_link(job: Job, _: Any) -> Markup:
+    if job.status != "succeeded" or not job.result:
+        return Markup("")
+    # Markup.format escapes its arguments: a stored filename can never inject HTML.
+    return Markup('<a href="{}">{}</a>').format(
+        f"/api/jobs/{job.id}/download", job.result.get("filename", "descargar")
+    )
+
+
+class JobAdmin(_View, model=Job):
+    name = "Job"
+    name_plural = "Jobs"
+    icon = "fa-solid fa-gears"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    column_list: ClassVar[list[Any]] = [
+        Job.id,
+        Job.type,
+        Job.status,
+        Job.progress,
+        Job.created_at,
+        Job.finished_at,
+        Job.expires_at,
+        Job.result,
+    ]
+    column_labels: ClassVar[dict[Any, str]] = {Job.result: "Descarga"}
+    column_formatters: ClassVar[dict[Any, Any]] = {Job.result: _download_link}
+    column_default_sort: ClassVar[list[tuple[Any, bool]]] = [(Job.created_at, True)]
+
+
+class ApiKeyForm(Form):
+    name = StringField("Nombre", validators=[DataRequired(), Length(max=100)])
+    scopes = SelectMultipleField(
+        "Permisos",
+        choices=[(scope, scope) for scope in api_keys.SCOPES],
+        default=["read"],
+        validators=[DataRequired()],
+    )
+
+
+class ApiKeyAdmin(_View, model=ApiKey):
+    name = "API key"
+    name_plural = "API keys"
+    icon = "fa-solid fa-key"
+    can_edit = False
+    can_delete = False  # revoked, never deleted: jobs and audits keep pointing at the key
+    form = ApiKeyForm
+    # Never the hash: it is all an attacker needs to check guesses offline.
+    column_list: ClassVar[list[Any]] = [
+        ApiKey.id,
+        ApiKey.name,
+        ApiKey.key_prefix,
+        ApiKey.scopes,
+        ApiKey.rate_limit_per_minute,
+        ApiKey.created_at,
+        ApiKey.revoked_at,
+    ]
+    column_details_exclude_list: ClassVar[list[Any]] = [ApiKey.key_hash]
+    column_default_sort: ClassVar[list[tuple[Any, bool]]] = [(ApiKey.created_at, True)]
+
+    async def insert_model(self, request: Request, data: dict[str, Any]) -> ApiKey:
+        new_key = api_keys.generate_key()
+        session_maker: async_sessionmaker[AsyncSession] = self.session_maker  # type: ignore[assignment]
+        async with session_maker() as session, session.begin():
+            created = await session.execute(
+                api_keys.insert_key(data["name"], data["scopes"], new_key)
+            )
+            key_id = created.one().id
+            await session.execute(api_keys.NOTIFY_CHANGED)
+        async with session_maker() as session:
+            stored = await session.get_one(ApiKey, key_id)
+        Secret.reveal_once(
+            request,
+            new_key.key,
+            title="Nueva API key",
+            label="Cópiela ahora: no se volverá a mostrar.",
+        )
+        return stored
+
+    @action(
+        name="revocar",
+        label="Revocar",
+        confirmation_message="La key dejará de funcionar de inmediato. ¿Revocarla?",
+    )
+    async def revoke(self, request: Request) -> Response:
+        key_ids = [uuid.UUID(pk) for pk in request.query_params.get("pks", "").split(",") if pk]
+        session_maker: async_sessionmaker[AsyncSession] = self.session_maker  # type: ignore[assignment]
+        async with session_maker() as session, session.begin():
+            for key_id in key_ids:
+                await session.execute(api_keys.revoke_key(key_id))
+            await session.execute(api_keys.NOTIFY_CHANGED)
+        return RedirectResponse(request.url_for("admin:list", identity=self.identity), 302)
+
+
+VIEWS = (ClienteAdmin, CompraAdmin, TipoDocumentoAdmin, JobAdmin, ApiKeyAdmin)
+
+
+class _AdminRoot:
+    """TrailingSlashMiddleware turns /admin/ into /admin, which the /admin mount never matches:
+    this route hands that path to the admin as its own root."""
+
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root_path = scope.get("root_path", "")
+        scope = {
+            **scope,
+            "app_root_path": scope.get("app_root_path", root_path),
+            "root_path": root_path + BASE_URL,
+            "path": root_path + BASE_URL + "/",
+        }
+        await self.admin.admin(scope, receive, send)
+
+
+def install(app: FastAPI, settings: Settings) -> Admin:
+    """Mount the admin at /admin with an engine of its own (connections open on first use)."""
+    engine = db.async_engine(settings.model_copy(update={"db_pool_size": ADMIN_POOL_SIZE}))
+    admin = Admin(
+        app,
+        engine,
+        base_url=BASE_URL,
+        title="Clientes · administración",
+        authentication_backend=AdminLogin(settings),
+    )
+    for view in VIEWS:
+        admin.add_view(view)
+    app.router.routes.append(Route(BASE_URL, _AdminRoot(admin), include_in_schema=False))
+    return admin

@@ -1,0 +1,134 @@
+"""The back office at /admin, through the real API process: login, search, jobs, API keys."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from shared import api_keys
+from shared.models import ApiKey, Job
+from shared.settings import Settings
+from tests.conftest import Api
+from tests.factories import make_cliente
+
+# The API process gets this process's environment (tests.conftest.service_env): same settings.
+SETTINGS = Settings()
+SECRET_FIELD = re.compile(r'value="([^"]+)"[^>]*id="modal-secret-value"')
+
+
+def login(api: Api) -> httpx.Client:
+    http = api.client(key=None, follow_redirects=False)
+    response = http.post(
+        "/admin/login",
+        data={"username": SETTINGS.admin_username, "password": SETTINGS.admin_password},
+    )
+    assert response.status_code == 302, response.text[:500]
+    assert response.headers["location"].endswith("/admin/")
+    return http
+
+
+@pytest.fixture
+def admin(api: Api) -> Iterator[httpx.Client]:
+    http = login(api)
+    yield http
+    http.close()
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin", "/admin/", "/admin/cliente/list", "/admin/api-key/create"]
+)
+def test_every_page_needs_a_login(anonymous: httpx.Client, path: str) -> None:
+    response = anonymous.get(path, follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"].endswith("/admin/login")
+
+
+def test_a_wrong_password_is_refused(api: Api) -> None:
+    with api.client(key=None, follow_redirects=False) as http:
+        response = http.post(
+            "/admin/login",
+            data={"username": SETTINGS.admin_username, "password": SETTINGS.admin_password + "x"},
+        )
+        assert response.status_code == 400
+        assert "Invalid credentials" in response.text
+        assert "set-cookie" not in response.headers
+        assert http.get("/admin/").status_code == 302
+
+
+def test_after_login_a_customer_is_found_by_document(admin: httpx.Client, engine: Engine) -> None:
+    wanted = make_cliente(engine, nombre="Buscada", apellido="Por Documento")
+    other = make_cliente(engine, nombre="Otra", apellido="Persona")
+
+    page = admin.get("/admin/")
+    assert page.status_code == 200 and "Clientes" in page.text
+
+    found = admin.get("/admin/cliente/list", params={"search": wanted.numero_documento})
+    assert found.status_code == 200
+    assert wanted.numero_documento in found.text and "Por Documento" in found.text
+    assert other.numero_documento not in found.text
+
+    by_name = admin.get("/admin/cliente/list", params={"search": "por documento"})
+    assert wanted.numero_documento in by_name.text
+
+    logout = admin.get("/admin/logout")
+    assert logout.headers["location"].endswith("/admin/login")
+    assert admin.get("/admin/cliente/list").status_code == 302
+
+
+def test_jobs_are_read_only_and_link_to_their_download(admin: httpx.Client, engine: Engine) -> None:
+    with Session(engine) as session:
+        job = Job(
+            type="export_cliente",
+            status="succeeded",
+            params={"formato": "csv"},
+            progress=100,
+            result={"filename": "cliente_CC_<b>1</b>.csv", "content_type": "text/csv"},
+        )
+        session.add(job)
+        session.commit()
+        job_id = job.id
+
+    listing = admin.get("/admin/job/list")
+    assert listing.status_code == 200
+    assert f'href="/api/jobs/{job_id}/download"' in listing.text
+    assert html.escape("cliente_CC_<b>1</b>.csv") in listing.text  # escaped, never markup
+    assert admin.get("/admin/job/create").status_code == 403
+    assert admin.get(f"/admin/job/edit/{job_id}").status_code == 403
+
+
+def test_an_api_key_is_shown_once_and_revoking_it_works_at_once(
+    admin: httpx.Client, api: Api, engine: Engine
+) -> None:
+    name = f"crm-{uuid.uuid4().hex[:8]}"
+    created = admin.post("/admin/api-key/create", data={"name": name, "scopes": ["read"]})
+    assert created.status_code == 200
+    assert "no-store" in created.headers["cache-control"]
+    match = SECRET_FIELD.search(created.text)
+    assert match, created.text[-2000:]
+    key = match.group(1)
+
+    with Session(engine) as session:
+        stored = session.execute(select(ApiKey).where(ApiKey.name == name)).scalar_one()
+    assert stored.key_hash == api_keys.hash_key(key) and stored.scopes == ["read"]
+    listing = admin.get("/admin/api-key/list")
+    details = admin.get(f"/admin/api-key/details/{stored.id}")
+    for page in (listing, details):
+        assert page.status_code == 200 and name in page.text
+        assert key not in page.text and stored.key_hash not in page.text
+
+    with api.client(key=key) as client:
+        # The first use caches the key in the API process; revocation must reach that cache.
+        assert client.get("/api/tipos-documento/").status_code == 200
+        revoked = admin.get("/admin/api-key/action/revocar", params={"pks": str(stored.id)})
+        assert revoked.status_code == 302
+        assert client.get("/api/tipos-documento/").status_code == 401
+
+    with Session(engine) as session:
+        assert session.get_one(ApiKey, stored.id).revoked_at is not None
