@@ -1,0 +1,129 @@
+"""What every file renderer shares: the document it renders, its columns, and the escaping.
+
+A renderer turns a `Document` into bytes, streaming its rows in order, so memory stays flat
+however many rows there are. One module per format (`csv`, `excel`, `txt`), each exposing a
+`FILE_FORMAT`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import BinaryIO, TypeAlias
+from zoneinfo import ZoneInfo
+
+Value: TypeAlias = str | int | Decimal | datetime | None
+Row: TypeAlias = Sequence[Value]
+
+
+class Kind(enum.Enum):
+    TEXT = "text"
+    INTEGER = "integer"
+    MONEY = "money"  # COP, 2 decimals
+    DATETIME = "datetime"  # aware; printed in the business timezone
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    title: str
+    kind: Kind = Kind.TEXT
+    width: int = 14  # characters: the xlsx column width and the TXT field width
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A table plus what describes it.
+
+    `record` (the customer of an export) and `totals` hold one value per column. CSV and Excel
+    repeat them at the start of every table row, so that each row stands alone for a program
+    reading the file back; TXT prints them as blocks above and below the table.
+    """
+
+    title: str
+    sheet_name: str
+    columns: Sequence[Column]
+    rows: Iterable[Row]
+    parameters: Sequence[tuple[str, Value]]
+    generated_at: datetime
+    timezone: ZoneInfo
+    record: Sequence[tuple[Column, Value]] = ()
+    record_title: str = ""
+    totals: Sequence[tuple[Column, Value]] = ()
+
+    def flat_columns(self) -> list[Column]:
+        return [column for column, _ in (*self.record, *self.totals)] + list(self.columns)
+
+    def flat_rows(self) -> Iterator[Row]:
+        """The table rows behind the record and totals values; when the table is empty, one row
+        still carries the record (a customer without purchases is still exported)."""
+        leading = [value for _, value in (*self.record, *self.totals)]
+        empty = True
+        for row in self.rows:
+            empty = False
+            yield [*leading, *row]
+        if empty and leading:
+            yield [*leading, *([None] * len(self.columns))]
+
+
+@dataclass(frozen=True, slots=True)
+class FileFormat:
+    extension: str
+    content_type: str
+    render: Callable[[Document, BinaryIO], None]
+
+
+def local_naive(moment: datetime, timezone: ZoneInfo) -> datetime:
+    """The wall-clock time in the business timezone, as spreadsheets want it (no offset)."""
+    if moment.tzinfo is None:
+        raise ValueError("datetimes in files must be timezone-aware")
+    return moment.astimezone(timezone).replace(tzinfo=None, microsecond=0)
+
+
+def plain_text(value: Value, timezone: ZoneInfo) -> str:
+    """The machine-readable text of a value: money as 1500000.00, dates as 2026-10-27 14:05:00
+    in the business timezone."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, datetime):
+        return local_naive(value, timezone).isoformat(sep=" ")
+    return str(value)
+
+
+# Characters that make a spreadsheet read a cell as a formula (OWASP CSV injection; LF too).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
+FORMULA_ESCAPE = "'"
+# Left as they are although they start with + or -: harmless and common in this data.
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+_PHONE_NUMBER = re.compile(r"\+[0-9][0-9 ()-]{5,}[0-9]")
+
+
+def _is_number_or_phone(text: str) -> bool:
+    return bool(_PLAIN_NUMBER.fullmatch(text) or _PHONE_NUMBER.fullmatch(text))
+
+
+def _looks_like_formula(text: str) -> bool:
+    return text.startswith(FORMULA_TRIGGERS) and not _is_number_or_phone(text)
+
+
+def escape_formula(text: str) -> str:
+    """Neutralise CSV formula injection: `=HYPERLINK(...)` becomes `'=HYPERLINK(...)`.
+
+    Text that already looks escaped (quotes before a formula) gets one more quote, so that
+    `unescape_formula` gives back exactly the original.
+    """
+    if _looks_like_formula(text.lstrip(FORMULA_ESCAPE)):
+        return FORMULA_ESCAPE + text
+    return text
+
+
+def unescape_formula(field: str) -> str:
+    """The text a CSV field held before `escape_formula`."""
+    if field.startswith(FORMULA_ESCAPE) and _looks_like_formula(field.lstrip(FORMULA_ESCAPE)):
+        return field[1:]
+    return field

@@ -1,0 +1,246 @@
+"""Where finished files live: one small interface, two backends (SPEC §4 storage).
+
+`STORAGE_BACKEND=local` keeps them under `STORAGE_DIR`; `s3` puts them in any S3-compatible
+store, so that workers and APIs on different hosts share results. Keys look like relative paths
+(`jobs/<uuid>/cliente_CC_1020304050.csv`) and are validated by both backends: a key can never
+point outside its root or bucket prefix.
+
+Errors: `ValueError` for a malformed key, `FileNotFoundError` for a missing one, and
+`StorageUnavailable` when the disk or the store cannot be reached (worth retrying).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+MAX_KEY_LENGTH = 1024  # S3's limit, in bytes; keys are ASCII
+
+
+class StorageUnavailable(Exception):
+    """The disk or the object store could not be reached or written: transient, retry later."""
+
+
+def validate_key(key: str) -> str:
+    """Refuse anything that could leave the storage root: `..` segments, absolute paths,
+    backslashes, empty segments, control or non-ASCII characters."""
+    segments = key.split("/")
+    if (
+        len(key) > MAX_KEY_LENGTH
+        or not _KEY.fullmatch(key)
+        or any(segment in {"", ".", ".."} for segment in segments)
+    ):
+        raise ValueError(f"invalid storage key: {key!r}")
+    return key
+
+
+class Storage(Protocol):
+    def save(self, key: str, source: Path) -> int:
+        """Store a finished file under `key` (replacing any earlier one); returns its size.
+        The source file is left in place."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """The stored file, streamed (never read whole into memory)."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A real file path when the backend is local (zero-copy downloads), else None."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Idempotent: deleting a missing key is fine."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+@contextlib.contextmanager
+def _disk_errors_are_unavailable() -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError as error:  # a key that names a folder names no file
+        raise FileNotFoundError(str(error)) from error
+    except OSError as error:
+        raise StorageUnavailable(f"local storage: {error}") from error
+
+
+class LocalStorage:
+    """Files under a root directory. A save is atomic: readers see the old file or the new
+    one, never half of one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def save(self, key: str, source: Path) -> int:
+        path = self._path(key)
+        with source.open("rb") as reader, _disk_errors_are_unavailable():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Same directory as the target, so that os.replace is an atomic rename.
+            partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+            try:
+                with partial.open("wb") as writer:
+                    shutil.copyfileobj(reader, writer, 1024 * 1024)
+                    writer.flush()
+                    os.fsync(writer.fileno())
+                os.replace(partial, path)
+            finally:
+                partial.unlink(missing_ok=True)
+            return path.stat().st_size
+
+    def open(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        with _disk_errors_are_unavailable():
+            return path.open("rb")
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with _disk_errors_are_unavailable():
+            path.unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        path = self._path(key)
+        with _disk_errors_are_unavailable():
+            return path.is_file()
+
+
+def _is_missing(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in {
+        "404",
+        "NoSuchKey",
+        "NoSuchBucket",
+        "NotFound",
+    }
+
+
+@contextlib.contextmanager
+def _s3_errors(key: str) -> Iterator[None]:
+    """Unreachable store or a server-side error (5xx) → StorageUnavailable; missing key →
+    FileNotFoundError; anything else (denied, bad bucket name) propagates as it is."""
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError, S3UploadFailedError) as error:
+        raise StorageUnavailable(f"s3 storage: {error}") from error
+    except ClientError as error:
+        if _is_missing(error):
+            raise FileNotFoundError(key) from error
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500:
+            raise StorageUnavailable(f"s3 storage: {error}") from error
+        raise
+
+
+class S3Storage:
+    """Objects in a bucket of any S3-compatible store (MinIO in compose), created if missing."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self._bucket_checked = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Storage:
+        client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=settings.s3_secret_access_key,
+            config=Config(
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"mode": "standard", "max_attempts": 3},
+                # MinIO and most self-hosted stores serve buckets as paths, not subdomains.
+                s3={"addressing_style": "path"},
+            ),
+        )
+        return cls(client, settings.s3_bucket)
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_checked:
+            return
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            if not _is_missing(error):
+                raise
+            with contextlib.suppress(
+                self.client.exceptions.BucketAlreadyOwnedByYou,
+                self.client.exceptions.BucketAlreadyExists,  # created meanwhile by another worker
+            ):
+                self.client.create_bucket(Bucket=self.bucket)
+        self._bucket_checked = True
+
+    def save(self, key: str, source: Path) -> int:
+        validate_key(key)
+        size = source.stat().st_size
+        with _s3_errors(key):
+            self._ensure_bucket()
+            self.client.upload_file(str(source), self.bucket, key)
+        return size
+
+    def open(self, key: str) -> BinaryIO:
+        validate_key(key)
+        with _s3_errors(key):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        # botocore's StreamingBody is a readable io.IOBase over the HTTP response.
+        return cast(BinaryIO, body)
+
+    def local_path(self, key: str) -> Path | None:
+        validate_key(key)
+        return None
+
+    def delete(self, key: str) -> None:
+        validate_key(key)
+        with _s3_errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def exists(self, key: str) -> bool:
+        validate_key(key)
+        try:
+            with _s3_errors(key):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def get_storage(settings: Settings | None = None) -> Storage:
+    """The configured backend; without arguments, one shared instance per process."""
+    if settings is None:
+        return _default_storage()
+    if settings.storage_backend == "s3":
+        return S3Storage.from_settings(settings)
+    return LocalStorage(Path(settings.storage_dir))
+
+
+@lru_cache(maxsize=1)
+def _default_storage() -> Storage:
+    return get_storage(get_settings())
