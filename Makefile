@@ -14,13 +14,14 @@ install: $(VENV)/.installed
 ## test: the whole suite against real PostgreSQL, Redis, API and workers (one fresh database per run)
 test: install
 	scripts/ensure-servers.sh
+	scripts/install-browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## lint: ruff and mypy
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services tests
+	$(BIN)/mypy shared services tests bench
 
 format: install
 	$(BIN)/ruff format .

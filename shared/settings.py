@@ -39,6 +39,10 @@ class Settings(BaseSettings):
 
     result_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     job_stale_after_seconds: int = Field(default=300, ge=5)
+    # A job still queued, untouched this long, may have lost its message (Redis restarted empty,
+    # or the API could not publish): the scheduler publishes it again. A job that was merely
+    # waiting its turn gets a duplicate message, which is harmless: only one claim wins.
+    job_republish_after_seconds: int = Field(default=600, ge=1)
     scheduler_interval_seconds: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,3 +124,66 @@ def client(api: Api) -> Iterator[httpx.Client]:
 def anonymous(api: Api) -> Iterator[httpx.Client]:
     with api.client(key=None) as http:
         yield http
+
+
+def assert_problem(
+    response: httpx.Response, status: int, *, field: str | None = None
+) -> dict[str, object]:
+    """An RFC 9457 answer with this status; with `field`, its `errors` name that field."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert body["type"] and body["title"] and body["detail"]
+    if field is not None:
+        errors = body["errors"]
+        assert isinstance(errors, list)
+        assert field in [error["field"] for error in errors], body
+    return body
+
+
+# Workers and scheduler: the Procfile's commands, with thresholds small enough for tests.
+WORKER_SETTINGS = {
+    "JOB_STALE_AFTER_SECONDS": "5",
+    "JOB_REPUBLISH_AFTER_SECONDS": "3",
+    "SCHEDULER_INTERVAL_SECONDS": "1",
+}
+
+
+class Workers:
+    """The run's export worker, report worker and scheduler. A fault test may kill or stop any
+    of them; `start()` starts again whichever is not running."""
+
+    def __init__(self, env: dict[str, str], schedule_file: str) -> None:
+        scheduler = servers.procfile_argv("scheduler")
+        scheduler[scheduler.index("--schedule") + 1] = schedule_file
+        self.exports = servers.Process(
+            "worker-exports", servers.procfile_argv("worker-exports"), env
+        )
+        self.reports = servers.Process(
+            "worker-reports", servers.procfile_argv("worker-reports"), env
+        )
+        self.scheduler = servers.Process("scheduler", scheduler, env)
+        self.all = (self.exports, self.reports, self.scheduler)
+
+    def start(self) -> None:
+        for process in self.all:
+            if not process.alive():
+                process.start()
+
+    def stop(self) -> None:
+        for process in self.all:  # all at once: each warm shutdown takes seconds
+            process.signal(signal.SIGTERM)
+        for process in self.all:
+            process.stop()
+
+
+@pytest.fixture(scope="session")
+def workers(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workers]:
+    schedule = tmp_path_factory.mktemp("beat") / "celerybeat-schedule"
+    running = Workers({**service_env, **WORKER_SETTINGS}, str(schedule))
+    running.start()
+    yield running
+    running.stop()

@@ -10,14 +10,16 @@ import uvicorn
 from shared.settings import get_settings
 
 
-def main() -> None:
+def main(app_factory: str = "services.query_api.main:create_app") -> None:
+    """`app_factory` is swapped only by the benchmark's HTTP ceiling (bench/constant_app.py),
+    so that it is served with exactly these production settings."""
     settings = get_settings()
     workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several processes: metrics go through files so /metrics sums them all.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clientes-metrics-")
     uvicorn.run(
-        "services.query_api.main:create_app",
+        app_factory,
         factory=True,
         host=os.environ.get("HOST", "0.0.0.0"),  # noqa: S104 (a container's service port)
         port=settings.port,

@@ -20,7 +20,7 @@ from services.query_api.problems import NotFound
 from shared import api_keys
 from shared.models import ApiKey
 
-router = APIRouter(prefix="/api-keys", tags=["api-keys"])
+router = APIRouter(prefix="/api/api-keys", tags=["api-keys"])
 
 
 class ApiKeyCreate(BaseModel):

@@ -1,4 +1,8 @@
-"""Annotated dependencies that keep endpoint signatures short and uniform."""
+"""Annotated dependencies that keep endpoint signatures short and uniform.
+
+All `async def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per
+request on the hot path for what is only an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +15,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.settings import Settings
 
 
-def _engine(request: Request) -> AsyncEngine:
+async def _engine(request: Request) -> AsyncEngine:
     """Transactional engine: `async with db.begin() as conn` for writes."""
     engine: AsyncEngine = request.app.state.engine
     return engine
 
 
-def _read_engine(request: Request) -> AsyncEngine:
+async def _read_engine(request: Request) -> AsyncEngine:
     """Autocommit engine on the same pool: a lookup is one round trip, no BEGIN/ROLLBACK."""
     engine: AsyncEngine = request.app.state.read_engine
     return engine
 
 
-def _redis(request: Request) -> Redis:
+async def _redis(request: Request) -> Redis:
     client: Redis = request.app.state.redis
     return client
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

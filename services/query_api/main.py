@@ -8,8 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
-from services.query_api import health, metrics, problems
+from services.query_api import admin, health, metrics, problems, web
+from services.query_api import api_keys as api_key_endpoints
 from services.query_api.auth import ApiKeyCache
+from services.query_api.clientes import endpoints as clientes
+from services.query_api.jobs import endpoints as jobs_endpoints
 from services.query_api.middleware import (
     RequestLimitsMiddleware,
     ResponseHeadersMiddleware,
@@ -57,8 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    # Each router carries its own /api prefix: FastAPI applies that one at declaration, so the
+    # route templates (metrics labels) are the full paths; include-time prefixes are not.
     for router in _api_routers():
-        app.include_router(router, prefix="/api")
+        app.include_router(router)
+    # Not /api routes: the SAC page at / (public assets) and the back office at /admin (login).
+    web.install(app)
+    admin.install(app, settings)
     # Outermost last: the request id must wrap everything, including slash normalisation.
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
@@ -69,4 +77,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _api_routers() -> list[APIRouter]:
     """Each domain contributes one router; they are listed here and nowhere else."""
-    return []
+    return [clientes.router, api_key_endpoints.router, jobs_endpoints.router]

@@ -17,7 +17,7 @@ from services.query_api.clientes import etag, pagination, repository, schemas
 from services.query_api.deps import ReadDb, SettingsDep
 from services.query_api.problems import BadRequest, NotFound
 
-router = APIRouter()
+router = APIRouter(prefix="/api")
 
 Key = TypeVar("Key")
 

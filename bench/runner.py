@@ -1,0 +1,476 @@
+"""One bench run: dataset, processes, every figure beside its same-run baseline, results.
+
+Each group of figures is measured on its own: a group that fails (an endpoint missing, a job
+failing) is reported as not measured with the reason, and the others still run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import psycopg
+
+from bench import copy_baseline, jobs, pgbench, services, writers, wrk
+from bench import dataset as datasets
+from bench.report import Figure, Results, Target, not_measured
+from bench.sizes import PUBLIC_SIZES, Size
+from tests import servers
+
+RESULTS_DIR = Path(__file__).with_name("results")
+WARM_UP_SECONDS = 3
+EXPORT_SEQUENTIAL = 200
+EXPORT_CONCURRENT = 600
+REPORT_RUNS = 3
+BODY_SAMPLE = 51
+# Every customer with a completed purchase: a window that starts before any seeded purchase.
+EVERY_CUSTOMER = {"desde": "2000-01-01", "monto_minimo": "0"}
+EMPTY_REPORT = {"desde": "2000-01-01", "hasta": "2000-01-02", "formato": "csv"}
+REPORTS_WORKER = "worker-reports"
+# A 1M-row report in 15 s, and a 1M-customer seed in 3 min, as rates that apply to any size.
+CSV_ROWS_PER_SECOND = 1_000_000 / 15
+SEED_SECONDS_PER_MILLION = 180
+RSS_GROWTH_MB = 64
+
+T = TypeVar("T")
+
+
+@dataclass
+class Context:
+    size: Size
+    dataset: datasets.Dataset
+    work_dir: Path
+    url: str
+    key: str
+    env: dict[str, str]
+    processes: list[services.BenchProcess]
+    client: httpx.Client
+    seconds: int
+    buscar: wrk.Load | None = None
+    idle_rss_mb: float | None = None
+
+    @property
+    def log(self) -> Path:
+        return services.LOG_DIR / "load.log"
+
+    def process(self, name: str) -> services.BenchProcess:
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise RuntimeError(f"no process {name!r} in the Procfile")
+
+
+def say(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def run(size: Size, seconds: int) -> Results:
+    started = datetime.now(UTC)
+    load_at_start = os.getloadavg()[0]
+    work_dir = services.fresh_work_dir(size.name)
+    say(f"dataset {size.database} ({size.marker})")
+    dataset = datasets.prepare(size, services.LOG_DIR / "seed_data.log")
+    built = f"seeded in {dataset.seed_seconds:.1f} s" if dataset.rebuilt else "reused"
+    say(f"dataset ready ({built})")
+    key = services.create_key(dataset.url)
+    port = servers.free_port()
+    env = services.environment(dataset.url, key, port, work_dir)
+    url = f"http://127.0.0.1:{port}"
+    figures: list[Figure] = []
+    with services.running(services.procfile_processes(env, work_dir)) as processes:
+        services.wait_ready(url, "/ready", processes)
+        say(f"processes up: {', '.join(p.name for p in processes)}; API at {url}")
+        auth = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=url, headers=auth, timeout=jobs.WAIT_SECONDS + 30) as client:
+            context = Context(size, dataset, work_dir, url, key, env, processes, client, seconds)
+            for title, measure in GROUPS:
+                say(title)
+                figures += _guarded(title, measure, context)
+    figures += _guarded("seed_data", seed_figures, dataset)
+    compras = _purchases(dataset.url)
+    load_at_end = os.getloadavg()[0]
+    seconds_taken = (datetime.now(UTC) - started).total_seconds()
+    commit = _commit()
+    meta = {
+        "dataset": {
+            "clientes": size.clientes,
+            "compras": compras,
+            "seed": size.seed,
+            "built_at": dataset.built_at,
+        },
+        "commit": commit,
+        "machine": {
+            "cores": os.cpu_count(),
+            "load_average_start": load_at_start,
+            "load_average_end": load_at_end,
+        },
+        "started": started.isoformat(timespec="seconds"),
+        "duration_seconds": round(seconds_taken),
+        "python": platform.python_version(),
+    }
+    summary = [
+        f"dataset: {size.clientes:,} customers, {compras:,} purchases, seed {size.seed} "
+        f"(built {dataset.built_at[:19]})",
+        f"commit: {commit}; started {meta['started']}, took {seconds_taken:.0f} s",
+        f"machine: {os.cpu_count()} cores shared by servers and load generators; load average "
+        f"{load_at_start:.2f} at start, {load_at_end:.2f} at end (figures drift with it: "
+        "compare ratios)",
+    ]
+    return Results(size.name, meta, summary, figures)
+
+
+def results_dir(size: Size) -> Path:
+    # The development size never lands beside the committed results.
+    return RESULTS_DIR if size.name in PUBLIC_SIZES else services.WORK_DIR / "results"
+
+
+def _guarded(title: str, measure: Callable[[T], list[Figure]], context: T) -> list[Figure]:
+    try:
+        return measure(context)
+    except Exception as error:
+        with (services.LOG_DIR / "errors.log").open("a") as log:
+            log.write(f"--- {title}\n{traceback.format_exc()}\n")
+        why = _describe(error)
+        say(f"{title}: not measured ({why})")
+        return [not_measured(title, title, "", None, why)]
+
+
+def _describe(error: BaseException) -> str:
+    """One line: the error, or the low-level one under it when it says nothing itself."""
+    cause = error.__cause__ or error.__context__
+    text = str(error).strip() or (repr(cause) if cause else "")
+    return f"{type(error).__name__}: {text.splitlines()[0][:200] if text else '(no message)'}"
+
+
+# 1. The lookup, beside the HTTP and the database ceilings.
+
+
+def lookup_figures(context: Context) -> list[Figure]:
+    sample = datasets.documents(context.dataset.url)
+    requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
+    load = _load(context, context.url, requests)
+    context.buscar = load
+    ceiling, ceiling_note = _attempt(lambda: _http_ceiling(context, sample))
+    database, database_note = _attempt(lambda: _database_ceiling(context))
+    ceiling_name = "HTTP ceiling: constant JSON of the same size, same server settings"
+    return [
+        Figure(
+            "buscar_rps",
+            "`buscar` full detail, wrk -t2 -c64: rate",
+            "req/s",
+            load.requests_per_second,
+            ceiling.requests_per_second if ceiling else None,
+            ceiling_name,
+            Target("≥ 4,000 req/s and ≥ 0.25× HTTP ceiling", at_least=4000, ratio_at_least=0.25),
+            ceiling_note,
+        ),
+        Figure(
+            "buscar_rps_vs_database",
+            "`buscar` rate vs the database ceiling",
+            "req/s",
+            load.requests_per_second,
+            database.transactions_per_second if database else None,
+            "pgbench -M prepared -c8 -j2, the API's own lookup SQL (TPS)",
+            Target("≥ 0.20× pgbench", ratio_at_least=0.20),
+            database_note,
+        ),
+        Figure(
+            "buscar_p50",
+            "`buscar` latency p50",
+            "ms",
+            load.p50_ms,
+            ceiling.p50_ms if ceiling else None,
+            "HTTP ceiling p50",
+        ),
+        Figure(
+            "buscar_p99",
+            "`buscar` latency p99",
+            "ms",
+            load.p99_ms,
+            ceiling.p99_ms if ceiling else None,
+            "HTTP ceiling p99",
+            Target("≤ 30 ms", at_most=30),
+        ),
+        Figure(
+            "buscar_errors",
+            "`buscar` errors (non-2xx + socket)",
+            "",
+            load.errors,
+            ceiling.errors if ceiling else None,
+            "HTTP ceiling errors",
+            Target("0", at_most=0),
+            f"{load.non_2xx} non-2xx, {load.socket_errors} socket errors" if load.errors else "",
+        ),
+    ]
+
+
+def _attempt(measure: Callable[[], T]) -> tuple[T | None, str]:
+    """A baseline that may fail without taking its figure with it."""
+    try:
+        return measure(), ""
+    except Exception as error:
+        with (services.LOG_DIR / "errors.log").open("a") as log:
+            log.write(traceback.format_exc() + "\n")
+        return None, f"baseline not measured: {_describe(error)}"
+
+
+def _load(context: Context, url: str, requests: Path) -> wrk.Load:
+    """A short warm-up (pools, caches, prepared statements), then the measured run."""
+    authorization = f"Bearer {context.key}"
+    wrk.run(url, requests, authorization, WARM_UP_SECONDS, context.log)
+    return wrk.run(url, requests, authorization, context.seconds, context.log)
+
+
+def _http_ceiling(context: Context, sample: list[tuple[str, str]]) -> wrk.Load:
+    body = _typical_body(context, sample)
+    port = servers.free_port()
+    server = services.constant_server(context.env, port, body)
+    with services.running([server]):
+        url = f"http://127.0.0.1:{port}"
+        services.wait_ready(url, "/", [server])
+        requests = datasets.write_requests(context.work_dir / "constant.lua", "GET", [("/", None)])
+        return _load(context, url, requests)
+
+
+def _typical_body(context: Context, sample: list[tuple[str, str]]) -> Path:
+    """A real `buscar` answer of median size, saved for the constant server to send."""
+    bodies = []
+    for codigo, numero in sample[:BODY_SAMPLE]:
+        response = context.client.get(datasets.buscar_path(codigo, numero))
+        response.raise_for_status()
+        bodies.append(response.content)
+    bodies.sort(key=len)
+    path = context.work_dir / "constant-body.json"
+    path.write_bytes(bodies[len(bodies) // 2])
+    return path
+
+
+def _database_ceiling(context: Context) -> pgbench.Ceiling:
+    script = pgbench.script(pgbench.lookup_statement(), context.dataset.documents)
+    path = context.work_dir / "lookup.pgbench"
+    path.write_text(script)
+    ceiling = pgbench.run(context.dataset.url, path, context.seconds, context.log)
+    if ceiling.failed:
+        raise RuntimeError(f"{ceiling.failed} pgbench transactions failed")
+    return ceiling
+
+
+# 2. Batch lookups.
+
+
+def lote_figures(context: Context) -> list[Figure]:
+    sample = datasets.documents(context.dataset.url)
+    requests = datasets.lote_requests(context.work_dir / "lote.lua", sample)
+    load = _load(context, context.url, requests)
+    single = context.buscar.ok_per_second if context.buscar else None
+    errors = f"; {load.non_2xx} non-2xx, {load.socket_errors} socket errors" if load.errors else ""
+    return [
+        Figure(
+            "lote_customers_per_s",
+            f"`buscar/lote`, {datasets.LOTE_SIZE} documents a request",
+            "customers/s",
+            load.ok_per_second * datasets.LOTE_SIZE,
+            single,
+            "single `buscar` customers/s",
+            Target("≥ 40,000 customers/s", at_least=40_000),
+            f"{load.requests_per_second:,.0f} req/s, p99 {load.p99_ms:.1f} ms{errors}",
+        )
+    ]
+
+
+# 3. Export jobs.
+
+
+def export_figures(context: Context) -> list[Figure]:
+    cliente_id = context.dataset.export_cliente_id
+    jobs.export_latencies(context.client, cliente_id, 5)  # warm-up: imports, pools, queues
+    sequential = jobs.export_latencies(context.client, cliente_id, EXPORT_SEQUENTIAL)
+    total = [timed.seconds * 1000 for timed in sequential]
+    created = [timed.created_seconds * 1000 for timed in sequential]
+    burst = jobs.export_throughput(context.url, context.key, cliente_id, EXPORT_CONCURRENT)
+    purchases = datasets.purchases_of(context.dataset.url, cliente_id)
+    what = (
+        f"{EXPORT_SEQUENTIAL} sequential {jobs.EXPORT_FORMAT} exports of customer {cliente_id} "
+        f"({purchases} purchases)"
+    )
+    return [
+        Figure(
+            "export_p50",
+            "export job, 10-purchase customer: POST → `succeeded` median",
+            "ms",
+            statistics.median(total),
+            statistics.median(created),
+            "POST → 202 alone (median)",
+            Target("≤ 15 ms", at_most=15),
+            what,
+        ),
+        Figure(
+            "export_p99",
+            "export job: POST → `succeeded` p99",
+            "ms",
+            _percentile(total, 99),
+            _percentile(created, 99),
+            "POST → 202 alone (p99)",
+            Target("≤ 50 ms", at_most=50),
+        ),
+        Figure(
+            "export_jobs_per_s",
+            "export jobs, one worker at concurrency 2",
+            "jobs/s",
+            burst.jobs_per_second,
+            burst.created_per_second,
+            "jobs accepted/s (POST → 202)",
+            Target("≥ 300 jobs/s", at_least=300),
+            f"{EXPORT_CONCURRENT} jobs fired at once over {jobs.CONCURRENT_CONNECTIONS} "
+            f"connections; {burst.errors} POSTs without an answer",
+        ),
+    ]
+
+
+def _percentile(values: list[float], percent: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
+
+
+# 4. The loyalty report, beside PostgreSQL alone running the same aggregate.
+
+
+def loyalty_figures(context: Context) -> list[Figure]:
+    worker = context.process(REPORTS_WORKER)
+    jobs.report(context.client, EMPTY_REPORT)  # warm-up: the worker has imported everything
+    context.idle_rss_mb = services.peak_rss_mb(worker)
+    runs = [jobs.report(context.client) for _ in range(REPORT_RUNS)]
+    copies = [
+        copy_baseline.seconds(context.dataset.url, run.job["params"], context.log) for run in runs
+    ]
+    peak = services.peak_rss_mb(worker)
+    limit = 10.0 if context.size.clientes >= 1_000_000 else 1.0
+    result = runs[-1].job["result"] or {}
+    return [
+        Figure(
+            "loyalty_seconds",
+            "loyalty report (default parameters): POST → `succeeded`",
+            "s",
+            statistics.median(run.seconds for run in runs),
+            statistics.median(copies),
+            "psql COPY of the worker's aggregate to /dev/null",
+            Target(f"≤ {limit:g} s and ≤ 2.5× COPY", at_most=limit, ratio_at_most=2.5),
+            f"median of {REPORT_RUNS}; {result.get('row_count', '?')} rows, "
+            f"{result.get('content_type', '?')}",
+        ),
+        Figure(
+            "loyalty_worker_rss",
+            "reports worker peak RSS (VmHWM) after the loyalty reports",
+            "MB",
+            peak,
+            context.idle_rss_mb,
+            "same worker after a warm-up job",
+            Target("≤ 150 MB", at_most=150),
+        ),
+    ]
+
+
+# 5. A report of every customer, beside the bare writers.
+
+
+def every_customer_figures(context: Context) -> list[Figure]:
+    csv_run = jobs.report(context.client, {**EVERY_CUSTOMER, "formato": "csv"})
+    xlsx_run = jobs.report(context.client, {**EVERY_CUSTOMER, "formato": "excel"})
+    peak = services.peak_rss_mb(context.process(REPORTS_WORKER))
+    rows = int(csv_run.job["result"]["row_count"])
+    people = writers.sample_people(context.dataset.url)
+    csv_seconds = writers.csv_seconds(people, rows)
+    xlsx_seconds = writers.xlsx_seconds(people, rows)
+    idle = context.idle_rss_mb
+    return [
+        Figure(
+            "every_customer_csv_rows_per_s",
+            "report of every customer (`monto_minimo=0`), csv",
+            "rows/s",
+            rows / csv_run.seconds,
+            rows / csv_seconds,
+            "csv module writing the same rows",
+            Target("≥ 66,667 rows/s (1M rows ≤ 15 s)", at_least=CSV_ROWS_PER_SECOND),
+            f"{rows:,} rows in {csv_run.seconds:.2f} s (POST → `succeeded`)",
+        ),
+        Figure(
+            "every_customer_xlsx_seconds",
+            "report of every customer, xlsx",
+            "s",
+            xlsx_run.seconds,
+            xlsx_seconds,
+            "XlsxWriter constant_memory, same rows, no formatting",
+            Target("≤ 1.2× the bare writer", ratio_at_most=1.2),
+            f"{int(xlsx_run.job['result']['row_count']):,} rows, "
+            f"{rows / xlsx_run.seconds:,.0f} rows/s",
+        ),
+        Figure(
+            "every_customer_worker_rss",
+            "reports worker peak RSS after the every-customer reports",
+            "MB",
+            peak,
+            idle,
+            "same worker after a warm-up job",
+            Target(f"flat: ≤ idle + {RSS_GROWTH_MB} MB", at_most=idle + RSS_GROWTH_MB)
+            if idle is not None
+            else None,
+        ),
+    ]
+
+
+# 6. Seeding.
+
+
+def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
+    clientes = dataset.size.clientes
+    limit = SEED_SECONDS_PER_MILLION * clientes / 1_000_000
+    when = "this run" if dataset.rebuilt else f"the build of {dataset.built_at[:19]}"
+    return [
+        Figure(
+            "seed_seconds",
+            f"`seed_data --clientes {clientes:,}` with purchases and indexes",
+            "s",
+            dataset.seed_seconds,
+            dataset.faker_seconds,
+            "Faker es_CO one customer at a time, customers only (projected)",
+            Target(f"≤ {limit:g} s (3 min per 1M customers)", at_most=limit),
+            f"both measured in {when}",
+        )
+    ]
+
+
+GROUPS: list[tuple[str, Callable[[Context], list[Figure]]]] = [
+    ("buscar", lookup_figures),
+    ("buscar/lote", lote_figures),
+    ("export jobs", export_figures),
+    ("loyalty report", loyalty_figures),
+    ("every-customer reports", every_customer_figures),
+]
+
+
+def _purchases(database_url: str) -> int:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute("SELECT count(*) FROM compras").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _commit() -> str:
+    def git(*argv: str) -> str:
+        done = subprocess.run(
+            ["git", *argv], cwd=services.ROOT, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    dirty = (
+        " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    )
+    return f"{git('rev-parse', '--short', 'HEAD')}{dirty}"

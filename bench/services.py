@@ -1,0 +1,170 @@
+"""The real processes, started as `make run` starts them: the Procfile's commands.
+
+Everything listens on loopback, talks to the bench database and to a Redis database of its own
+(flushed at start), and runs as a user would run it: production settings, auth, rate limiting,
+metrics and INFO logging on. Logs go to var/bench/logs/.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import redis
+from sqlalchemy import create_engine, delete, text
+
+from shared import api_keys
+from shared.models import ApiKey
+from shared.settings import to_psycopg_url
+from tests import servers
+
+ROOT = servers.ROOT
+WORK_DIR = ROOT / "var" / "bench"
+LOG_DIR = WORK_DIR / "logs"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+WEB_CONCURRENCY = "2"
+KEY_NAME = "bench"
+# The bench key is a high-volume consumer's key: the limiter still counts every request in
+# Redis, but this quota is never what the figures measure.
+KEY_RATE_LIMIT_PER_MINUTE = 100_000_000
+
+
+class BenchProcess(servers.Process):
+    """tests.servers.Process, logging under var/bench/logs/ instead of test-output/."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        super().__init__(name, argv, env)
+        self.log_path = LOG_DIR / f"{name}.log"
+
+
+def fresh_work_dir(size_name: str) -> Path:
+    """var/bench/<size>/ emptied, and the logs of the previous run gone."""
+    shutil.rmtree(LOG_DIR, ignore_errors=True)
+    LOG_DIR.mkdir(parents=True)
+    directory = WORK_DIR / size_name
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return directory
+
+
+def create_key(database_url: str) -> str:
+    """A new key with every scope and a high-volume quota. Earlier runs' keys and jobs go first
+    so each run starts from the same jobs table."""
+    new_key = api_keys.generate_key()
+    engine = create_engine(to_psycopg_url(database_url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE jobs"))
+            connection.execute(delete(ApiKey).where(ApiKey.name == KEY_NAME))
+            connection.execute(
+                api_keys.insert_key(KEY_NAME, api_keys.SCOPES, new_key).values(
+                    rate_limit_per_minute=KEY_RATE_LIMIT_PER_MINUTE
+                )
+            )
+    finally:
+        engine.dispose()
+    return new_key.key
+
+
+def environment(database_url: str, key: str, port: int, work_dir: Path) -> dict[str, str]:
+    redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).flushdb()
+    return {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": WEB_CONCURRENCY,
+        # The bench key doubles as the bootstrap key: its row (with the quota) exists already.
+        "API_BOOTSTRAP_KEY": key,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "ADMIN_PASSWORD": secrets.token_urlsafe(16),
+        "STORAGE_BACKEND": "local",
+        "STORAGE_DIR": str(work_dir / "exports"),
+        "LOG_LEVEL": "INFO",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+@contextmanager
+def running(processes: list[BenchProcess]) -> Iterator[list[BenchProcess]]:
+    """Start them all; stop every one on the way out, whatever happened."""
+    try:
+        for process in processes:
+            process.start()
+        yield processes
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+def procfile_processes(env: dict[str, str], work_dir: Path) -> list[BenchProcess]:
+    return [
+        BenchProcess(name, _own_schedule(servers.procfile_argv(name), work_dir), env)
+        for name in servers.procfile()
+    ]
+
+
+def _own_schedule(argv: list[str], work_dir: Path) -> list[str]:
+    """The scheduler's state file in the bench's directory, so that a `make run` of the same
+    checkout never shares it; nothing else of the command changes."""
+    if "--schedule" not in argv:
+        return argv
+    at = argv.index("--schedule") + 1
+    return [*argv[:at], str(work_dir / "celerybeat-schedule"), *argv[at + 1 :]]
+
+
+def constant_server(env: dict[str, str], port: int, body: Path) -> BenchProcess:
+    argv = [sys.executable, "-m", "bench.constant_app"]
+    return BenchProcess(
+        "http-ceiling", argv, {**env, "PORT": str(port), "BENCH_CONSTANT_BODY": str(body)}
+    )
+
+
+def wait_ready(url: str, path: str, processes: list[BenchProcess], timeout: float = 60) -> None:
+    def ready() -> bool:
+        for process in processes:
+            if not process.alive():
+                raise RuntimeError(f"{process.name} exited:\n{process.log()[-2000:]}")
+        return httpx.get(f"{url}{path}", timeout=2).status_code == 200
+
+    deadline_error = f"{url}{path}"
+    try:
+        servers.wait_until(ready, timeout, deadline_error)
+    except TimeoutError:
+        logs = "\n".join(f"--- {p.name}\n{p.log()[-1500:]}" for p in processes)
+        raise RuntimeError(f"{deadline_error} not ready after {timeout}s\n{logs}") from None
+
+
+def peak_rss_mb(process: BenchProcess) -> float:
+    """The highest peak resident set (VmHWM) among a Celery worker's pool processes."""
+    peaks = [_vm_hwm_kb(pid) for pid in _children(process.pid)]
+    if not peaks:
+        raise RuntimeError(f"{process.name} has no pool process")
+    return max(peaks) / 1024
+
+
+def _children(parent: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")

@@ -1,0 +1,1 @@
+"""The export workers: Celery tasks that render export and report files, and the scheduler."""

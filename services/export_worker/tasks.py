@@ -1,0 +1,353 @@
+"""The job tasks: claim the job, render its file while heartbeating, store it, record the outcome.
+
+Every step is guarded, because a message may arrive twice and a worker may die at any point:
+the claim (queued → running) lets one delivery through; the heartbeat and the final UPDATE
+count only while the job is still on this attempt, so a canceled or taken-over attempt stops
+and discards its work. Each committed transition is announced on Redis (`job:{id}`), which is
+what lets `GET /api/jobs/{id}?wait=N` answer the moment a job ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
+
+import psycopg
+import redis
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from services.export_worker import exports
+from services.export_worker.celery_app import TASK_NAMES, settings, task
+from shared import db, jobs, storage
+from shared.job_params import ExportParams, InvalidParams, ReportParams
+from shared.jobs import JobError, JobType
+from shared.logs import request_id_var
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 1.0
+EXPORT_TIME_LIMIT_SECONDS = 5 * 60
+REPORT_TIME_LIMIT_SECONDS = 60 * 60
+HARD_LIMIT_GRACE_SECONDS = 60
+# Celery's own retry budget per message, beyond the job's attempts (jobs.MAX_ATTEMPTS): when it
+# runs out the message is dropped, and the job, still queued, is published again by the scheduler.
+MAX_MESSAGE_RETRIES = 10
+
+
+class JobLost(Exception):
+    """The job was canceled, or handed to another attempt, while this attempt ran."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: uuid.UUID
+    type: JobType
+    params: Mapping[str, Any]
+    attempt: int
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth retrying: the database or the storage was unreachable, not wrong."""
+    if isinstance(error, storage.StorageUnavailable | PoolTimeoutError | psycopg.OperationalError):
+        return True
+    return isinstance(error, DBAPIError) and (
+        error.connection_invalidated or isinstance(error.orig, psycopg.OperationalError)
+    )
+
+
+@functools.cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def announce(job_id: uuid.UUID, status: jobs.Status) -> None:
+    """Tell waiting API requests that the job's row changed. Best effort: they also poll."""
+    try:
+        _redis().publish(jobs.event_channel(job_id), status.value)
+    except (redis.RedisError, OSError) as error:
+        log.warning("could not announce job %s: %s", job_id, type(error).__name__)
+
+
+class Heartbeat:
+    """Beats the job's `updated_at` (and progress) every second from its own thread and
+    connection, so the job looks alive even while the render waits on a long query; once a beat
+    finds the job no longer this attempt's, `check()` makes the attempt stop."""
+
+    def __init__(self, engine: Engine, job: ClaimedJob) -> None:
+        self._engine = engine
+        self._job = job
+        self._progress: int | None = None
+        self._lost = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def report(self, percent: int) -> None:
+        """The renderer's `on_progress`: record how far it got, and stop if the job is lost."""
+        self._progress = max(0, min(100, int(percent)))
+        self.check()
+
+    def check(self) -> None:
+        if self._lost.is_set():
+            raise JobLost
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(HEARTBEAT_SECONDS):
+            try:
+                with self._engine.begin() as connection:
+                    alive = connection.execute(
+                        jobs.heartbeat(self._job.id, self._job.attempt, self._progress)
+                    ).first()
+            except Exception as error:
+                # The render will meet the same outage and decide; keep beating meanwhile.
+                log.warning("heartbeat of job %s failed: %s", self._job.id, type(error).__name__)
+                continue
+            if alive is None:
+                self._lost.set()
+                return
+
+
+# Renderers by job type: each reads the job's params and writes the file to `out`.
+Renderer = Callable[[Connection, Mapping[str, Any], BinaryIO, Heartbeat], exports.RenderedFile]
+
+
+def _render_export(
+    connection: Connection, params: Mapping[str, Any], out: BinaryIO, _: Heartbeat
+) -> exports.RenderedFile:
+    export = ExportParams.from_json(params)
+    return exports.render_export_cliente(
+        connection,
+        cliente_id=export.cliente_id,
+        formato=export.formato,
+        out=out,
+        generated_at=datetime.now(UTC),
+    )
+
+
+def _render_report(
+    connection: Connection, params: Mapping[str, Any], out: BinaryIO, heartbeat: Heartbeat
+) -> exports.RenderedFile:
+    report = ReportParams.from_json(params, ZoneInfo(settings.timezone))
+    return exports.render_reporte_fidelizacion(
+        connection,
+        desde=report.desde,
+        hasta=report.hasta,
+        monto_minimo=report.monto_minimo,
+        formato=report.formato,
+        out=out,
+        generated_at=datetime.now(UTC),
+        on_progress=heartbeat.report,
+    )
+
+
+RENDERERS: Mapping[JobType, Renderer] = {
+    JobType.EXPORT_CLIENTE: _render_export,
+    JobType.REPORTE_FIDELIZACION: _render_report,
+}
+TIME_LIMITS = {
+    JobType.EXPORT_CLIENTE: EXPORT_TIME_LIMIT_SECONDS,
+    JobType.REPORTE_FIDELIZACION: REPORT_TIME_LIMIT_SECONDS,
+}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, Any]]:
+    """Render into a temporary file from one consistent snapshot, then store it under the job's
+    key. Returns the key and the job's `result`."""
+    with (
+        Heartbeat(engine, job) as heartbeat,
+        tempfile.TemporaryDirectory(prefix="clientes-job-") as directory,
+    ):
+        path = Path(directory) / "output"
+        with engine.connect() as connection, path.open("wb") as out:
+            connection.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            with connection.begin():
+                # The file may take longer than the API's statement timeout; the task's own
+                # time limit bounds it instead.
+                timeout_ms = str(TIME_LIMITS[job.type] * 1000)
+                connection.execute(select(func.set_config("statement_timeout", timeout_ms, True)))
+                rendered = RENDERERS[job.type](connection, job.params, out, heartbeat)
+        heartbeat.check()  # canceled meanwhile: do not store a file nobody will fetch
+        key = jobs.storage_key(job.id, rendered.filename)
+        result = {
+            "filename": rendered.filename,
+            "content_type": rendered.content_type,
+            "size_bytes": path.stat().st_size,
+            "row_count": rendered.row_count,
+            "sha256": _sha256(path),
+            "download_url": jobs.download_url(job.id),
+        }
+        storage.get_storage().save(key, path)
+    return key, result
+
+
+def _finish(engine: Engine, job: ClaimedJob, transition: Any, status: jobs.Status) -> bool:
+    with engine.begin() as connection:
+        done = connection.execute(transition).first() is not None
+    if done:
+        announce(job.id, status)
+    return done
+
+
+def _fail(engine: Engine, job: ClaimedJob, error: JobError) -> None:
+    if _finish(engine, job, jobs.fail(job.id, job.attempt, error), jobs.Status.FAILED):
+        log.warning("job %s failed: %s", job.id, error.code, extra={"job_id": str(job.id)})
+
+
+def _succeed(engine: Engine, job: ClaimedJob) -> None:
+    key, result = _render_and_store(engine, job)
+    ttl = timedelta(seconds=settings.result_ttl_seconds)
+    succeeded = jobs.succeed(job.id, job.attempt, result=result, storage_key=key, result_ttl=ttl)
+    if _finish(engine, job, succeeded, jobs.Status.SUCCEEDED):
+        log.info(
+            "job %s succeeded",
+            job.id,
+            extra={"job_id": str(job.id), "row_count": result["row_count"]},
+        )
+        return
+    # Canceled (or taken over) during the final step. The key is the job's own: delete the file
+    # only when no other attempt may still be using it.
+    log.info("job %s: result discarded (canceled or taken over)", job.id)
+    with engine.connect() as connection:
+        current = connection.execute(jobs.select_status(job.id)).scalar_one_or_none()
+    if current is None or current in {jobs.Status.CANCELED, jobs.Status.FAILED}:
+        storage.get_storage().delete(key)
+
+
+def _backoff_seconds(attempt: int) -> int:
+    return int(min(2**attempt, 60))
+
+
+def run(celery_task: Task, job_id_text: str) -> None:
+    """One delivery of a job's message, whatever the job type."""
+    engine = db.sync_engine()
+    job_id = uuid.UUID(job_id_text)
+    try:
+        with engine.begin() as connection:
+            row = connection.execute(jobs.claim(job_id)).first()
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        # Not even claimed: the job stays queued; the retry (or the scheduler) tries again.
+        log.warning("job %s: cannot claim (%s); retrying", job_id, type(error).__name__)
+        raise celery_task.retry(
+            countdown=_backoff_seconds(celery_task.request.retries + 1)
+        ) from error
+    if row is None:
+        log.info("job %s: nothing to claim (duplicate delivery, or no longer queued)", job_id)
+        return
+    job = ClaimedJob(row.id, JobType(row.type), row.params, row.attempts)
+    token = request_id_var.set(row.request_id)
+    try:
+        log.info("job %s claimed (attempt %d)", job.id, job.attempt, extra={"type": job.type})
+        announce(job.id, jobs.Status.RUNNING)
+        retry_in = _attempt(engine, job)
+    finally:
+        request_id_var.reset(token)
+    if retry_in is not None:
+        raise celery_task.retry(countdown=retry_in)
+
+
+def _attempt(engine: Engine, job: ClaimedJob) -> int | None:
+    """Run a claimed job to its outcome. Returns a delay when the job went back to the queue
+    for a retry, None when this attempt is over."""
+    try:
+        _succeed(engine, job)
+    except JobLost:
+        log.info("job %s: stopped (canceled or taken over)", job.id)
+    except exports.ClienteNotFound as error:
+        _fail(engine, job, JobError("cliente_not_found", str(error) or "Customer not found."))
+    except InvalidParams as error:
+        _fail(engine, job, JobError("invalid_params", str(error)))
+    except SoftTimeLimitExceeded:
+        limit = TIME_LIMITS[job.type]
+        _fail(engine, job, JobError("time_limit", f"The job ran longer than {limit} s."))
+    except Exception as error:
+        if is_transient(error):
+            return _release_for_retry(engine, job, error)
+        log.exception("job %s: unexpected error", job.id)
+        message = f"Unexpected error ({type(error).__name__}); the worker log has the details."
+        _fail(engine, job, JobError("internal_error", message))
+    return None
+
+
+def _release_for_retry(engine: Engine, job: ClaimedJob, error: Exception) -> int | None:
+    what = "storage" if isinstance(error, storage.StorageUnavailable) else "database"
+    if job.attempt >= jobs.MAX_ATTEMPTS:
+        message = f"The {what} stayed unavailable through {job.attempt} attempts."
+        _fail(engine, job, JobError(f"{what}_unavailable", message))
+        return None
+    delay = _backoff_seconds(job.attempt)
+    log.warning(
+        "job %s: %s unavailable (%s); retry in %d s",
+        job.id,
+        what,
+        type(error).__name__,
+        delay,
+    )
+    try:
+        if not _finish(engine, job, jobs.release(job.id, job.attempt), jobs.Status.QUEUED):
+            return None  # canceled meanwhile: nothing to retry
+    except Exception as release_error:
+        if not is_transient(release_error):
+            raise
+        # Still running in the database: the scheduler requeues it once its heartbeat is stale.
+        return None
+    return delay
+
+
+def _job_task(job_type: JobType) -> Callable[[Callable[..., Any]], Any]:
+    limit = TIME_LIMITS[job_type]
+    return task(
+        name=TASK_NAMES[job_type],
+        bind=True,
+        max_retries=MAX_MESSAGE_RETRIES,
+        soft_time_limit=limit,
+        time_limit=limit + HARD_LIMIT_GRACE_SECONDS,
+    )
+
+
+@_job_task(JobType.EXPORT_CLIENTE)
+def export_cliente(self: Task, job_id: str) -> None:
+    run(self, job_id)
+
+
+@_job_task(JobType.REPORTE_FIDELIZACION)
+def reporte_fidelizacion(self: Task, job_id: str) -> None:
+    run(self, job_id)

@@ -1,0 +1,1 @@
+"""Jobs over HTTP: create export and report jobs, follow them, download and delete results."""

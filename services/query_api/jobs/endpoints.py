@@ -1,0 +1,319 @@
+"""Jobs over HTTP (SPEC §3 and §4): thin endpoints around `service`.
+
+Parameters of `exportar` and `generar` come in the query string (GET and POST) or, for POST, in
+a JSON body; a parameter given in both places takes the body's value. A bad parameter is a 400
+when it came in the query string and a 422 when it came in the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any, BinaryIO
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from pydantic import BaseModel
+from starlette.responses import FileResponse, StreamingResponse
+
+from services.query_api.auth import ExportPrincipal
+from services.query_api.deps import Db, ReadDb, RedisDep, SettingsDep
+from services.query_api.jobs import service
+from services.query_api.jobs.schemas import ExportBody, Job, JobPage, ReportBody
+from services.query_api.problems import Problem
+from shared import job_params, storage
+from shared.jobs import JobType, Status
+from shared.settings import Settings
+
+router = APIRouter(prefix="/api", tags=["jobs"])
+
+ClienteId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+JobId = Annotated[uuid.UUID, Path(description="The job's id (a UUID).")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retry-safe creation: the same key within 24 h returns the same job.",
+    ),
+]
+Formato = Annotated[str | None, Query(description="csv (default), excel (alias xlsx) or txt")]
+ReportFormato = Annotated[str | None, Query(description="excel (default, alias xlsx) or csv")]
+Moment = Annotated[
+    str | None,
+    Query(description="A date (midnight at its start, TIMEZONE) or an ISO 8601 datetime."),
+]
+Monto = Annotated[str | None, Query(description="Decimal ≥ 0; default 5000000.")]
+
+
+def _parameters(
+    query: Mapping[str, str | None], body: BaseModel | None
+) -> tuple[dict[str, Any], set[str]]:
+    """The request's parameters (the body's win), and the names of those from the body."""
+    from_body = {k: v for k, v in (body.model_dump() if body else {}).items() if v is not None}
+    from_query = {k: v for k, v in query.items() if v is not None}
+    return from_query | from_body, set(from_body)
+
+
+def _export_parser(cliente_id: int, values: Mapping[str, Any]) -> service.ParseParams:
+    return lambda _: job_params.parse_export(cliente_id, formato=values.get("formato"))
+
+
+def _report_parser(values: Mapping[str, Any], settings: Settings) -> service.ParseParams:
+    timezone = ZoneInfo(settings.timezone)
+    return lambda now: job_params.parse_report(
+        desde=values.get("desde"),
+        hasta=values.get("hasta"),
+        monto_minimo=values.get("monto_minimo"),
+        formato=values.get("formato"),
+        now=now,
+        timezone=timezone,
+    )
+
+
+async def _accept(
+    request: Request,
+    response: Response,
+    db: Db,
+    principal: ExportPrincipal,
+    job_type: JobType,
+    parse: service.ParseParams,
+    from_body: set[str],
+    idempotency_key: str | None,
+) -> Job:
+    """Create the job and answer 202 with `Location` and `Retry-After`."""
+    try:
+        row = await service.create_job(
+            db,
+            owner=principal,
+            job_type=job_type,
+            parse=parse,
+            idempotency_key=idempotency_key,
+            request_id=getattr(request.state, "request_id", None),
+        )
+    except job_params.InvalidParams as error:
+        errors = [{"field": e.field, "message": e.message} for e in error.errors]
+        # Like every validation error of the API: 400 for the query string, 422 for the body.
+        status = 422 if any(e.field in from_body for e in error.errors) else 400
+        raise Problem(status, str(error), kind="validation-error", errors=errors) from None
+    response.headers["Location"] = f"/api/jobs/{row.id}"
+    response.headers.update(service.retry_after(row) or {"Retry-After": "0"})
+    return Job.from_row(row)
+
+
+_CREATED: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Accepted: the job, with `Location` and `Retry-After`."}
+}
+
+
+@router.get("/clientes/{cliente_id}/exportar", status_code=202, responses=_CREATED)
+async def exportar_cliente(
+    request: Request,
+    response: Response,
+    db: Db,
+    principal: ExportPrincipal,
+    cliente_id: ClienteId,
+    formato: Formato = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Job:
+    """Start an export of one customer and all their purchases (csv, excel or txt)."""
+    return await exportar_cliente_post(
+        request,
+        response,
+        db,
+        principal,
+        cliente_id,
+        body=None,
+        formato=formato,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.post("/clientes/{cliente_id}/exportar", status_code=202, responses=_CREATED)
+async def exportar_cliente_post(
+    request: Request,
+    response: Response,
+    db: Db,
+    principal: ExportPrincipal,
+    cliente_id: ClienteId,
+    body: Annotated[ExportBody | None, Body()] = None,
+    formato: Formato = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Job:
+    """Start an export of one customer; parameters in the query string or a JSON body."""
+    values, from_body = _parameters({"formato": formato}, body)
+    parse = _export_parser(cliente_id, values)
+    return await _accept(
+        request, response, db, principal, JobType.EXPORT_CLIENTE, parse, from_body, idempotency_key
+    )
+
+
+@router.get("/reporte-fidelizacion/generar", status_code=202, responses=_CREATED)
+async def generar_reporte(
+    request: Request,
+    response: Response,
+    db: Db,
+    settings: SettingsDep,
+    principal: ExportPrincipal,
+    desde: Moment = None,
+    hasta: Moment = None,
+    monto_minimo: Monto = None,
+    formato: ReportFormato = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Job:
+    """Start a loyalty report: active customers whose completed purchases in [desde, hasta)
+    add up to more than monto_minimo."""
+    return await generar_reporte_post(
+        request,
+        response,
+        db,
+        settings,
+        principal,
+        body=None,
+        desde=desde,
+        hasta=hasta,
+        monto_minimo=monto_minimo,
+        formato=formato,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.post("/reporte-fidelizacion/generar", status_code=202, responses=_CREATED)
+async def generar_reporte_post(
+    request: Request,
+    response: Response,
+    db: Db,
+    settings: SettingsDep,
+    principal: ExportPrincipal,
+    body: Annotated[ReportBody | None, Body()] = None,
+    desde: Moment = None,
+    hasta: Moment = None,
+    monto_minimo: Monto = None,
+    formato: ReportFormato = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Job:
+    """Start a loyalty report; parameters in the query string or a JSON body."""
+    query = {"desde": desde, "hasta": hasta, "monto_minimo": monto_minimo, "formato": formato}
+    values, from_body = _parameters(query, body)
+    job_type = JobType.REPORTE_FIDELIZACION
+    parse = _report_parser(values, settings)
+    return await _accept(
+        request, response, db, principal, job_type, parse, from_body, idempotency_key
+    )
+
+
+@router.get("/jobs")
+async def list_jobs(
+    request: Request,
+    db: ReadDb,
+    settings: SettingsDep,
+    principal: ExportPrincipal,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    status: Status | None = None,
+    job_type: Annotated[JobType | None, Query(alias="type")] = None,
+) -> JobPage:
+    """The caller's jobs, newest first; follow `next` for the following page."""
+    rows, next_cursor = await service.list_page(
+        db,
+        principal,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        job_type=job_type,
+        secret=settings.secret_key,
+    )
+    next_url = str(request.url.include_query_params(cursor=next_cursor)) if next_cursor else None
+    return JobPage(results=[Job.from_row(row) for row in rows], next=next_url)
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(
+    response: Response,
+    db: ReadDb,
+    redis: RedisDep,
+    principal: ExportPrincipal,
+    job_id: JobId,
+    wait: Annotated[
+        float, Query(ge=0, le=30, description="Seconds to hold the answer until the job ends.")
+    ] = 0,
+) -> Job:
+    """The job; with `wait`, answered as soon as it ends or when `wait` seconds pass."""
+    row = await service.wait_for(db, redis, principal, job_id, wait)
+    response.headers.update(service.retry_after(row))
+    return Job.from_row(row)
+
+
+@router.delete("/jobs/{job_id}", status_code=204)
+async def delete_job(
+    db: Db, redis: RedisDep, principal: ExportPrincipal, job_id: JobId
+) -> Response:
+    """Cancel a queued or running job; delete a finished job's file (it then shows `expired`).
+    A job already failed, canceled or expired is left as it is. Always 204 for the owner."""
+    try:
+        await service.delete(db, redis, storage.get_storage(), principal, job_id)
+    except storage.StorageUnavailable:
+        raise _storage_unavailable() from None
+    return Response(status_code=204)
+
+
+@router.get(
+    "/jobs/{job_id}/download",
+    response_class=Response,
+    responses={
+        200: {"description": "The file."},
+        409: {"description": "Not ready, failed or canceled."},
+        410: {"description": "Expired: the file was deleted."},
+    },
+)
+async def download_job(db: ReadDb, principal: ExportPrincipal, job_id: JobId) -> Response:
+    """The job's file, streamed, with its name, type, length and sha256 as ETag."""
+    row = await service.downloadable(db, principal, job_id)
+    result = row.result
+    headers = {
+        "Content-Disposition": attachment(result["filename"]),
+        "ETag": f'"{result["sha256"]}"',
+        "Cache-Control": "private, no-store",
+    }
+    files = storage.get_storage()
+    try:
+        path = files.local_path(row.storage_key)
+        if path is not None:
+            if not await asyncio.to_thread(path.is_file):
+                raise service.gone()
+            return FileResponse(path, media_type=result["content_type"], headers=headers)
+        source = await asyncio.to_thread(files.open, row.storage_key)
+    except FileNotFoundError:
+        raise service.gone() from None
+    except storage.StorageUnavailable:
+        raise _storage_unavailable() from None
+    headers["Content-Length"] = str(result["size_bytes"])
+    return StreamingResponse(_chunks(source), media_type=result["content_type"], headers=headers)
+
+
+async def _chunks(source: BinaryIO) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(source.read, 256 * 1024):
+            yield chunk
+    finally:
+        await asyncio.to_thread(source.close)
+
+
+def attachment(filename: str) -> str:
+    """RFC 6266: an ASCII `filename` for old clients and the exact UTF-8 name in `filename*`."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _storage_unavailable() -> Problem:
+    return Problem(
+        503,
+        "The file storage is unavailable; try again shortly.",
+        kind="service-unavailable",
+        headers={"Retry-After": "5"},
+    )

@@ -1,0 +1,66 @@
+"""Wire types of the jobs API (SPEC §4): the job document and the creation bodies."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Row
+
+from shared.jobs import JobType, Status
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobResult(BaseModel):
+    filename: str
+    content_type: str
+    size_bytes: int
+    row_count: int
+    sha256: str
+    download_url: str
+
+
+class Job(BaseModel):
+    id: uuid.UUID
+    type: JobType
+    status: Status
+    params: dict[str, Any]
+    progress: int | None = Field(ge=0, le=100)
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime | None
+    error: JobError | None
+    result: JobResult | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Job:
+        return cls.model_validate(row._mapping, from_attributes=False)
+
+
+class JobPage(BaseModel):
+    results: list[Job]
+    next: str | None
+
+
+class ExportBody(BaseModel):
+    """POST body of `exportar`; the same parameter may come in the query string instead."""
+
+    model_config = ConfigDict(extra="forbid")
+    formato: str | None = Field(None, examples=["csv", "excel", "txt"])
+
+
+class ReportBody(BaseModel):
+    """POST body of `generar`; the same parameters may come in the query string instead."""
+
+    model_config = ConfigDict(extra="forbid")
+    desde: str | None = Field(None, examples=["2026-10-27", "2026-10-27T00:00:00-05:00"])
+    hasta: str | None = Field(None, examples=["2026-11-26"])
+    monto_minimo: str | int | float | None = Field(None, examples=["5000000"])
+    formato: str | None = Field(None, examples=["excel", "csv"])

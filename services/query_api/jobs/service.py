@@ -1,0 +1,243 @@
+"""Jobs: idempotent creation (the row committed before its message is published), reading,
+waiting, listing, and the owner's delete. Services raise `Problem`s; they never build responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import Row, exists, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.export_worker import celery_app
+from services.query_api.auth import Principal
+from services.query_api.clientes import pagination
+from services.query_api.jobs import events
+from services.query_api.problems import BadRequest, NotFound, Problem
+from shared import jobs, storage
+from shared.job_params import ExportParams, InvalidParams, ReportParams
+from shared.jobs import JobType, Status
+from shared.models import Cliente
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+PUBLISH_TIMEOUT_SECONDS = 5.0
+# How soon a client should look again: exports take a moment, reports longer.
+RETRY_AFTER_SECONDS = {JobType.EXPORT_CLIENTE: 1, JobType.REPORTE_FIDELIZACION: 5}
+
+JobParams = ExportParams | ReportParams
+# Parses the request's parameters as of a moment: defaults such as "the last 30 days" depend on
+# it, so a replayed Idempotency-Key is checked against the moment the job was first made.
+ParseParams = Callable[[datetime], JobParams]
+
+
+async def create_job(
+    db: AsyncEngine,
+    *,
+    owner: Principal,
+    job_type: JobType,
+    parse: ParseParams,
+    idempotency_key: str | None,
+    request_id: str | None,
+) -> Row[Any]:
+    """A new queued job (or, for a known Idempotency-Key, the job it made), then its message."""
+    now = datetime.now(UTC)
+    params = parse(now)
+    async with db.begin() as connection:
+        if idempotency_key is not None:
+            await connection.execute(
+                jobs.forget_idempotency_key(
+                    owner.key_id, idempotency_key, older_than=IDEMPOTENCY_WINDOW
+                )
+            )
+            earlier = await _by_idempotency_key(connection, owner, idempotency_key)
+            if earlier is not None:
+                return _same_request_or_422(earlier, job_type, parse)
+        if isinstance(params, ExportParams) and not await _cliente_exists(
+            connection, params.cliente_id
+        ):
+            raise NotFound(f"No customer with id {params.cliente_id}.")
+        created = (
+            await connection.execute(
+                jobs.create(
+                    job_type=job_type,
+                    params=params.as_json(),
+                    api_key_id=owner.key_id,
+                    idempotency_key=idempotency_key,
+                    request_id=request_id,
+                    created_at=now,
+                )
+            )
+        ).first()
+        if created is None:  # a concurrent request with the same key committed first
+            earlier = await _by_idempotency_key(connection, owner, idempotency_key or "")
+            assert earlier is not None
+            return _same_request_or_422(earlier, job_type, parse)
+    log.info("job %s created", created.id, extra={"job_id": str(created.id), "type": job_type})
+    await _publish(created.id, job_type)
+    return created
+
+
+async def _by_idempotency_key(
+    connection: AsyncConnection, owner: Principal, key: str
+) -> Row[Any] | None:
+    row: Row[Any] | None = (
+        await connection.execute(jobs.select_by_idempotency_key(owner.key_id, key))
+    ).first()
+    return row
+
+
+def _same_request_or_422(earlier: Row[Any], job_type: JobType, parse: ParseParams) -> Row[Any]:
+    try:
+        same = earlier.type == job_type and parse(earlier.created_at).as_json() == earlier.params
+    except InvalidParams:
+        same = False
+    if not same:
+        raise Problem(
+            422,
+            "This Idempotency-Key was already used in the last 24 h for a request with other "
+            "parameters; use a new key for a new request.",
+            kind="idempotency-key-reused",
+        )
+    return earlier
+
+
+async def _cliente_exists(connection: AsyncConnection, cliente_id: int) -> bool:
+    return bool(await connection.scalar(select(exists().where(Cliente.id == cliente_id))))
+
+
+async def _publish(job_id: uuid.UUID, job_type: JobType) -> None:
+    # After the commit, so a worker never looks for a row that is not there yet. Any failure is
+    # only logged: the job is safe in PostgreSQL and the scheduler publishes it later.
+    try:
+        await asyncio.wait_for(
+            asyncio.to_thread(celery_app.publish, job_id, job_type), PUBLISH_TIMEOUT_SECONDS
+        )
+    except Exception as error:
+        log.warning(
+            "job %s accepted but not published (%s): the scheduler will publish it",
+            job_id,
+            type(error).__name__,
+        )
+
+
+async def get_owned(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row[Any]:
+    """The job, if it is the caller's: another key's job is as unknown as a missing one."""
+    async with db.connect() as connection:
+        row: Row[Any] | None = (
+            await connection.execute(jobs.select_owned(job_id, owner.key_id))
+        ).first()
+    if row is None:
+        raise NotFound(f"No job {job_id} for this API key.")
+    return row
+
+
+async def wait_for(
+    db: AsyncEngine, redis: Redis, owner: Principal, job_id: uuid.UUID, seconds: float
+) -> Row[Any]:
+    """The job once terminal, or as it is after `seconds`."""
+
+    async def read() -> Row[Any]:
+        return await get_owned(db, owner, job_id)
+
+    if seconds <= 0:
+        return await read()
+    return await events.wait_until(
+        redis, jobs.event_channel(job_id), read, lambda row: row.status in jobs.TERMINAL, seconds
+    )
+
+
+def retry_after(row: Row[Any]) -> dict[str, str]:
+    """`Retry-After` for a job still under way; nothing for a finished one."""
+    if row.status in jobs.TERMINAL:
+        return {}
+    return {"Retry-After": str(RETRY_AFTER_SECONDS[JobType(row.type)])}
+
+
+def _cursor_purpose(owner: Principal) -> str:
+    return f"jobs:{owner.key_id}"  # one key's cursor means nothing to another
+
+
+async def list_page(
+    db: AsyncEngine,
+    owner: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: Status | None,
+    job_type: JobType | None,
+    secret: str,
+) -> tuple[list[Row[Any]], str | None]:
+    """One page of the owner's jobs, newest first, and the cursor of the next page."""
+    after = None
+    if cursor:
+        try:
+            match pagination.decode(cursor, purpose=_cursor_purpose(owner), secret=secret):
+                case [str(created_at), str(job_id)]:
+                    after = (datetime.fromisoformat(created_at), uuid.UUID(job_id))
+                case _:
+                    raise pagination.InvalidCursor("not a job key")
+        except (pagination.InvalidCursor, ValueError):
+            raise BadRequest(
+                "cursor is not valid: use the `next` link of a previous page."
+            ) from None
+    query = jobs.select_page(
+        owner.key_id, limit=limit + 1, after=after, status=status, job_type=job_type
+    )
+    async with db.connect() as connection:
+        rows = list((await connection.execute(query)).all())
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    key = [last.created_at.isoformat(), str(last.id)]
+    return rows[:limit], pagination.encode(key, purpose=_cursor_purpose(owner), secret=secret)
+
+
+async def delete(
+    db: AsyncEngine, redis: Redis, files: storage.Storage, owner: Principal, job_id: uuid.UUID
+) -> None:
+    """Cancel a queued or running job; discard a succeeded job's file (the job then shows
+    `expired`); a job already failed, canceled or expired stays as it is."""
+    async with db.begin() as connection:
+        if (await connection.execute(jobs.cancel(job_id, owner.key_id))).first() is not None:
+            changed = Status.CANCELED
+        elif discarded := (
+            await connection.execute(jobs.discard_result(job_id, owner.key_id))
+        ).first():
+            # Inside the transaction: if the storage fails the job stays succeeded (503).
+            if discarded.storage_key:
+                await asyncio.to_thread(files.delete, discarded.storage_key)
+            changed = Status.EXPIRED
+        elif (await connection.execute(jobs.select_owned(job_id, owner.key_id))).first():
+            return
+        else:
+            raise NotFound(f"No job {job_id} for this API key.")
+    try:
+        await redis.publish(jobs.event_channel(job_id), changed.value)
+    except (RedisError, OSError) as error:
+        log.warning("could not announce job %s: %s", job_id, type(error).__name__)
+
+
+async def downloadable(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row[Any]:
+    """The job if its file can be downloaded now; else 409 (not ready, failed) or 410 (gone)."""
+    row = await get_owned(db, owner, job_id)
+    if row.status == Status.SUCCEEDED:
+        return row
+    if row.status == Status.EXPIRED:
+        raise gone()
+    detail = f"The job is {row.status}: it has no file"
+    if row.status in jobs.TERMINAL:
+        raise Problem(409, f"{detail}.", kind="job-not-downloadable")
+    raise Problem(409, f"{detail} yet.", kind="job-not-ready", headers=retry_after(row))
+
+
+def gone() -> Problem:
+    return Problem(410, "The result expired and its file was deleted.", kind="job-expired")

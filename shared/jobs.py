@@ -1,0 +1,371 @@
+"""The job state machine: statuses, allowed transitions, and the statements that move a job.
+
+PostgreSQL, not Redis, is the truth about a job. Every transition is one guarded UPDATE whose
+WHERE names the statuses it may leave (derived from `SOURCES`) and, for a worker, the attempt it
+owns; so a transition is atomic, two processes racing for the same job cannot both win, and a
+statement that matches no row means "this job is no longer yours". Both services execute these
+statements: the API on its async engine, the workers and the scheduler on the sync one.
+
+    queued → running → succeeded → expired     (the normal life; expiry by age or on delete)
+    running → queued                            (transient error, or its worker died: retry)
+    running → failed                            (permanent error, or attempts used up)
+    queued | running → canceled                 (the owner deleted it)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Update,
+    func,
+    literal,
+    null,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from shared.models import Job
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
+class JobType(StrEnum):
+    EXPORT_CLIENTE = "export_cliente"
+    REPORTE_FIDELIZACION = "reporte_fidelizacion"
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.EXPIRED})
+
+# Each status, and the statuses a job may reach it from. Nothing ever leaves failed, canceled
+# or expired; succeeded only expires (by age, or when its owner deletes the result).
+SOURCES: Mapping[Status, frozenset[Status]] = {
+    Status.RUNNING: frozenset({Status.QUEUED}),  # a worker claims it
+    Status.QUEUED: frozenset({Status.RUNNING}),  # transient error, or its worker died
+    Status.SUCCEEDED: frozenset({Status.RUNNING}),
+    Status.FAILED: frozenset({Status.RUNNING}),
+    Status.CANCELED: frozenset({Status.QUEUED, Status.RUNNING}),
+    Status.EXPIRED: frozenset({Status.SUCCEEDED}),
+}
+
+# Claims per job, whatever ended them (transient errors or dead workers), before it fails:
+# a job that keeps killing its worker must not loop for ever.
+MAX_ATTEMPTS = 5
+SWEEP_BATCH = 100
+
+
+def can_transition(source: Status, target: Status) -> bool:
+    return source in SOURCES.get(target, frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """What a failed job tells its owner: a stable machine code and a sentence for people."""
+
+    code: str
+    message: str
+
+    def as_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def event_channel(job_id: uuid.UUID | str) -> str:
+    """The Redis pub/sub channel announcing that a job's row changed (published after commit)."""
+    return f"job:{job_id}"
+
+
+def storage_key(job_id: uuid.UUID | str, filename: str) -> str:
+    # Fixed per job: a retried attempt overwrites its predecessor's file, never adds another.
+    return f"jobs/{job_id}/{filename}"
+
+
+def download_url(job_id: uuid.UUID | str) -> str:
+    return f"/api/jobs/{job_id}/download"
+
+
+# What the API shows of a job (SPEC §4), and what a worker needs to run one.
+PUBLIC_COLUMNS = (
+    Job.id,
+    Job.type,
+    Job.status,
+    Job.params,
+    Job.progress,
+    Job.created_at,
+    Job.started_at,
+    Job.finished_at,
+    Job.expires_at,
+    Job.error,
+    Job.result,
+)
+CLAIMED_COLUMNS = (Job.id, Job.type, Job.params, Job.attempts, Job.request_id)
+
+
+def _transition(target: Status, *where: ColumnElement[bool]) -> Update:
+    """The one way to change a job's status: guarded by the statuses `target` may come from."""
+    return (
+        update(Job)
+        .where(Job.status.in_(SOURCES[target]), *where)
+        .values(status=target, updated_at=func.now())
+    )
+
+
+def _owned_by(attempt: int) -> ColumnElement[bool]:
+    # A worker's writes count only while the job is still on the attempt it claimed.
+    return Job.attempts == attempt
+
+
+# Creation and reading (API).
+
+
+def create(
+    *,
+    job_type: JobType,
+    params: Mapping[str, Any],
+    api_key_id: uuid.UUID,
+    idempotency_key: str | None,
+    request_id: str | None,
+    created_at: datetime,
+) -> Insert:
+    """Insert a queued job; with an idempotency key, insert nothing when the key is taken."""
+    statement = pg_insert(Job).values(
+        id=uuid.uuid4(),
+        type=job_type,
+        status=Status.QUEUED,
+        params=dict(params),
+        api_key_id=api_key_id,
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+    if idempotency_key is not None:
+        statement = statement.on_conflict_do_nothing(
+            index_elements=[Job.api_key_id, Job.idempotency_key]
+        )
+    return statement.returning(*PUBLIC_COLUMNS)
+
+
+def forget_idempotency_key(api_key_id: uuid.UUID, key: str, *, older_than: timedelta) -> Update:
+    """An idempotency key is remembered for a while only; past that the same key starts anew."""
+    return (
+        update(Job)
+        .where(
+            Job.api_key_id == api_key_id,
+            Job.idempotency_key == key,
+            Job.created_at < func.now() - older_than,
+        )
+        .values(idempotency_key=None)
+    )
+
+
+def select_by_idempotency_key(api_key_id: uuid.UUID, key: str) -> Select[Any]:
+    return select(*PUBLIC_COLUMNS).where(Job.api_key_id == api_key_id, Job.idempotency_key == key)
+
+
+def select_owned(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Select[Any]:
+    return select(*PUBLIC_COLUMNS, Job.storage_key).where(
+        Job.id == job_id, Job.api_key_id == api_key_id
+    )
+
+
+def select_status(job_id: uuid.UUID) -> Select[Any]:
+    return select(Job.status).where(Job.id == job_id)
+
+
+def select_page(
+    api_key_id: uuid.UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    status: Status | None = None,
+    job_type: JobType | None = None,
+) -> Select[Any]:
+    """One page of an owner's jobs, newest first, resuming after (created_at, id) (keyset)."""
+    query = (
+        select(*PUBLIC_COLUMNS)
+        .where(Job.api_key_id == api_key_id)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        created_at, job_id = after
+        query = query.where(
+            tuple_(Job.created_at, Job.id)
+            < tuple_(literal(created_at, Job.created_at.type), literal(job_id, Job.id.type))
+        )
+    if status is not None:
+        query = query.where(Job.status == status)
+    if job_type is not None:
+        query = query.where(Job.type == job_type)
+    return query
+
+
+# A worker's transitions: claim, heartbeat, then exactly one of succeed / fail / release.
+
+
+def claim(job_id: uuid.UUID) -> Update:
+    """queued → running, one more attempt. A duplicate delivery finds nothing to claim."""
+    return (
+        _transition(Status.RUNNING, Job.id == job_id)
+        .values(
+            attempts=Job.attempts + 1,
+            started_at=func.now(),
+            progress=0,
+            error=null(),  # SQL NULL: None would be stored as the JSON value null
+        )
+        .returning(*CLAIMED_COLUMNS)
+    )
+
+
+def heartbeat(job_id: uuid.UUID, attempt: int, progress: int | None = None) -> Update:
+    """Still alive (and how far). No row back: the job was canceled or taken over — stop."""
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == Status.RUNNING, _owned_by(attempt))
+        .values(updated_at=func.now())
+        .returning(Job.id)
+    )
+    if progress is not None:
+        statement = statement.values(progress=progress)
+    return statement
+
+
+def succeed(
+    job_id: uuid.UUID,
+    attempt: int,
+    *,
+    result: Mapping[str, Any],
+    storage_key: str,
+    result_ttl: timedelta,
+) -> Update:
+    return (
+        _transition(Status.SUCCEEDED, Job.id == job_id, _owned_by(attempt))
+        .values(
+            progress=100,
+            finished_at=func.now(),
+            expires_at=func.now() + result_ttl,
+            result=dict(result),
+            storage_key=storage_key,
+            error=null(),
+        )
+        .returning(Job.id)
+    )
+
+
+def fail(job_id: uuid.UUID, attempt: int, error: JobError) -> Update:
+    return (
+        _transition(Status.FAILED, Job.id == job_id, _owned_by(attempt))
+        .values(finished_at=func.now(), error=error.as_json())
+        .returning(Job.id)
+    )
+
+
+def release(job_id: uuid.UUID, attempt: int) -> Update:
+    """running → queued after a transient error, for the retry to claim again."""
+    return (
+        _transition(Status.QUEUED, Job.id == job_id, _owned_by(attempt))
+        .values(progress=None)
+        .returning(Job.id)
+    )
+
+
+# The owner's transitions (API).
+
+
+def cancel(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Update:
+    """queued/running → canceled. A running worker notices at its next heartbeat."""
+    return (
+        _transition(Status.CANCELED, Job.id == job_id, Job.api_key_id == api_key_id)
+        .values(finished_at=func.now())
+        .returning(Job.id)
+    )
+
+
+def discard_result(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Update:
+    """succeeded → expired at the owner's request; the caller deletes the returned file."""
+    return (
+        _transition(Status.EXPIRED, Job.id == job_id, Job.api_key_id == api_key_id)
+        .values(expires_at=func.least(Job.expires_at, func.now()))
+        .returning(Job.id, Job.storage_key)
+    )
+
+
+# The scheduler's sweeps. Each locks its batch with SKIP LOCKED, so concurrent sweepers split
+# the work instead of repeating it, and bumps updated_at, so a swept job is not swept again
+# before the threshold passes once more.
+
+
+def _stale(status: Status, older_than: timedelta, *where: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(Job.id)
+        .where(Job.status == status, Job.updated_at < func.now() - older_than, *where)
+        .order_by(Job.updated_at)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def touch_lost_queued(older_than: timedelta) -> Update:
+    """Queued jobs nobody claimed for `older_than`: their message was lost (e.g. Redis restarted
+    empty, or the API could not publish). The caller publishes the returned jobs again."""
+    return (
+        update(Job)
+        .where(Job.id.in_(_stale(Status.QUEUED, older_than)))
+        .values(updated_at=func.now())
+        .returning(Job.id, Job.type)
+    )
+
+
+def requeue_stale_running(stale_after: timedelta) -> Update:
+    """Running jobs without a heartbeat for `stale_after`: their worker died. Back to queued
+    (the caller publishes them again) while attempts remain."""
+    stale = _stale(Status.RUNNING, stale_after, Job.attempts < MAX_ATTEMPTS)
+    return (
+        _transition(Status.QUEUED, Job.id.in_(stale))
+        .values(progress=None)
+        .returning(Job.id, Job.type)
+    )
+
+
+def fail_stale_exhausted(stale_after: timedelta) -> Update:
+    """Stale running jobs that have used every attempt: fail them rather than loop for ever."""
+    stale = _stale(Status.RUNNING, stale_after, Job.attempts >= MAX_ATTEMPTS)
+    error = JobError(
+        "worker_lost",
+        f"The job was interrupted {MAX_ATTEMPTS} times (its worker stopped); giving up.",
+    )
+    return (
+        _transition(Status.FAILED, Job.id.in_(stale))
+        .values(finished_at=func.now(), error=error.as_json())
+        .returning(Job.id)
+    )
+
+
+def expire_due() -> Update:
+    """succeeded → expired once past expires_at. The caller deletes the returned files in the
+    same transaction, so a storage outage leaves the job to the next sweep."""
+    due = (
+        select(Job.id)
+        .where(Job.status == Status.SUCCEEDED, Job.expires_at < func.now())
+        .order_by(Job.expires_at)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    return _transition(Status.EXPIRED, Job.id.in_(due)).returning(Job.id, Job.storage_key)

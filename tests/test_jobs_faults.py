@@ -1,0 +1,182 @@
+"""An accepted job is never lost and runs to one result: really killing a worker mid-report,
+really emptying Redis, really delivering a message three times."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import Engine, text
+
+from services.export_worker import celery_app
+from shared import storage
+from shared.jobs import JobType
+from shared.settings import Settings
+from tests import servers
+from tests.conftest import BOOTSTRAP_KEY, Workers
+from tests.factories import make_cliente, make_compra
+from tests.servers import wait_until
+from tests.test_jobs_api import compras_locked, job_column, settle
+
+BOGOTA = ZoneInfo("America/Bogota")
+
+
+@pytest.fixture
+def broker(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def files(service_env: dict[str, str]) -> storage.Storage:
+    return storage.get_storage(
+        Settings(storage_backend="local", storage_dir=service_env["STORAGE_DIR"])
+    )
+
+
+@pytest.fixture
+def fault_workers(workers: Workers) -> Any:
+    """The run's workers, restarted after the test whatever it did to them."""
+    workers.start()
+    yield workers
+    workers.start()
+
+
+def only_file_of(files: storage.Storage, key: str) -> None:
+    path = files.local_path(key)
+    assert path is not None and path.is_file()
+    assert list(path.parent.iterdir()) == [path], "one job, one file"
+
+
+def test_a_report_survives_its_worker_killed_mid_run(
+    client: httpx.Client, engine: Engine, fault_workers: Workers, files: storage.Storage
+) -> None:
+    day = datetime(1995, 1, 1, tzinfo=BOGOTA) + timedelta(days=uuid.uuid4().int % 3000)
+    leal = make_cliente(engine)
+    make_compra(engine, leal, monto="9000000.00", fecha_compra=day + timedelta(hours=1))
+    params = {
+        "desde": day.date().isoformat(),
+        "hasta": (day + timedelta(days=1)).date().isoformat(),
+        "formato": "csv",
+    }
+
+    with compras_locked(engine):
+        job_id = client.post("/api/reporte-fidelizacion/generar", json=params).json()["id"]
+        # Mid-run: claimed, heartbeating, and its report query waiting inside PostgreSQL.
+        wait_until(lambda: job_column(engine, job_id, "status") == "running", 30, "claim")
+        wait_until(lambda: reports_waiting_on_lock(engine), 30, "report query under way")
+        fault_workers.reports.kill()
+    assert job_column(engine, job_id, "status") == "running", "nobody can say it died yet"
+
+    fault_workers.start()  # a new report worker; the scheduler finds the stale heartbeat
+    done = settle(client, job_id, within=90)
+    assert done["status"] == "succeeded", done
+    assert job_column(engine, job_id, "attempts") == 2
+    assert done["result"]["row_count"] >= 1
+    only_file_of(files, job_column(engine, job_id, "storage_key"))
+    assert leal.numero_documento in client.get(done["result"]["download_url"]).text
+
+
+def reports_waiting_on_lock(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return bool(
+            connection.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname ="
+                    " current_database() AND wait_event_type = 'Lock' AND query ILIKE '%compras%')"
+                )
+            ).scalar()
+        )
+
+
+def test_jobs_accepted_while_redis_is_emptied_still_finish(
+    client: httpx.Client,
+    engine: Engine,
+    fault_workers: Workers,
+    broker: redis.Redis,
+) -> None:
+    fault_workers.stop()  # no worker, no scheduler: the messages stay in Redis
+    cliente = make_cliente(engine)
+    make_compra(engine, cliente)
+    accepted = [
+        client.post(f"/api/clientes/{cliente.id}/exportar", params={"formato": formato})
+        for formato in ("csv", "excel", "txt")
+    ]
+    accepted.append(client.post("/api/reporte-fidelizacion/generar", json={"formato": "csv"}))
+    assert [response.status_code for response in accepted] == [202] * 4
+    assert broker.llen("exports") >= 3 and broker.llen("reports") >= 1
+    broker.flushall()
+    assert broker.llen("exports") == broker.llen("reports") == 0, "every message is gone"
+
+    fault_workers.start()
+    for response in accepted:
+        done = settle(client, response.json()["id"], within=90)
+        assert done["status"] == "succeeded", done
+
+
+def test_a_message_delivered_three_times_runs_once(
+    client: httpx.Client,
+    engine: Engine,
+    fault_workers: Workers,
+    redis_url: str,
+    files: storage.Storage,
+) -> None:
+    cliente = make_cliente(engine)
+    make_compra(engine, cliente)
+    job_id = client.post(f"/api/clientes/{cliente.id}/exportar").json()["id"]  # message 1
+    # Messages 2 and 3: the very task message, sent at once, while the first is being taken.
+    export = JobType.EXPORT_CLIENTE
+    with celery_app.app.connection_for_write(redis_url) as connection:
+        for _ in range(2):
+            celery_app.app.send_task(
+                celery_app.TASK_NAMES[export],
+                args=[job_id],
+                queue=celery_app.QUEUES[export],
+                connection=connection,
+            )
+
+    done = settle(client, job_id)
+    assert done["status"] == "succeeded", done
+    wait_until(
+        lambda: fault_workers.exports.log().count(f"job {job_id}: nothing to claim") == 2,
+        30,
+        "the duplicates delivered",
+    )
+    log = fault_workers.exports.log()
+    assert log.count(f"job {job_id} claimed") == 1
+    assert log.count(f"job {job_id} succeeded") == 1
+    assert job_column(engine, job_id, "attempts") == 1
+    only_file_of(files, job_column(engine, job_id, "storage_key"))
+
+
+def test_a_job_accepted_while_redis_is_unreachable_is_published_later(
+    engine: Engine, fault_workers: Workers, service_env: dict[str, str]
+) -> None:
+    """An API process that cannot reach Redis still accepts the job (it is safe in PostgreSQL);
+    the scheduler publishes it, and `?wait=` falls back to polling meanwhile."""
+    cliente = make_cliente(engine)
+    make_compra(engine, cliente)
+    unreachable = f"redis://127.0.0.1:{servers.free_port()}/0"  # nothing listens there
+    port = servers.free_port()
+    api = servers.api_server({**service_env, "REDIS_URL": unreachable}, port)
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {BOOTSTRAP_KEY}"},
+            timeout=40,
+        ) as cut_off:
+            started = time.monotonic()
+            created = cut_off.post(f"/api/clientes/{cliente.id}/exportar")
+            assert created.status_code == 202, created.text
+            assert time.monotonic() - started < 8, "a broker outage must not hold the answer"
+            assert "not published" in api.log()
+            done = cut_off.get(f"/api/jobs/{created.json()['id']}", params={"wait": 30}).json()
+    finally:
+        api.stop()
+    assert done["status"] == "succeeded", done
+    assert "job events unavailable" in api.log()
