@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
 
     result_ttl_seconds: int = Field(default=24 * 3600, ge=1)
-    job_stale_after_seconds: int = Field(default=300, ge=5)
+    # Workers heartbeat every second from a thread, even during a long query: a minute of
+    # silence means the worker died.
+    job_stale_after_seconds: int = Field(default=60, ge=5)
     # A job still queued, untouched this long, may have lost its message (Redis restarted empty,
     # or the API could not publish): the scheduler publishes it again. A job that was merely
     # waiting its turn gets a duplicate message, which is harmless: only one claim wins.
