@@ -18,19 +18,13 @@ import psycopg
 import xlsxwriter
 from faker import Faker
 
+from services.export_worker import exports
+
 Person = tuple[str, str, str, str, str, str]
 Row = tuple[str, str, str, str, str, str, int, float]
 
-HEADER = (
-    "Tipo de documento",
-    "Número de documento",
-    "Nombre",
-    "Apellido",
-    "Correo",
-    "Teléfono",
-    "Número de compras",
-    "Monto total",
-)
+# The report's own columns: the baseline writes exactly the header the worker writes.
+HEADER = tuple(column.title for column in exports.REPORTE_COLUMNS)
 SAMPLE_ROWS = 1000
 FAKER_ROWS = 5000
 

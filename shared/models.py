@@ -43,6 +43,13 @@ NAMING_CONVENTION = {
 ESTADOS_COMPRA = ("pendiente", "completada", "cancelada")
 
 
+def texto_busqueda(alias: str = "") -> str:
+    """The expression of ix_clientes_busqueda_trgm (name/e-mail search). A search must use this
+    exact expression for PostgreSQL to serve it from the trigram index: call it, never retype it."""
+    prefix = f"{alias}." if alias else ""
+    return f"lower({prefix}nombre || ' ' || {prefix}apellido || ' ' || {prefix}correo)"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -67,7 +74,7 @@ class Cliente(Base):
         # Name/e-mail search (`q`) is a case-insensitive substring match: trigram index.
         Index(
             "ix_clientes_busqueda_trgm",
-            text("(lower(nombre || ' ' || apellido || ' ' || correo)) gin_trgm_ops"),
+            text(f"({texto_busqueda()}) gin_trgm_ops"),
             postgresql_using="gin",
         ),
     )

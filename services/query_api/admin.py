@@ -16,7 +16,7 @@ from markupsafe import Markup
 from sqladmin import Admin, ModelView, action
 from sqladmin.authentication import AuthenticationBackend
 from sqladmin.secret import Secret
-from sqlalchemy import Select, func, literal_column, or_
+from sqlalchemy import Select, String, literal_column, or_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -26,7 +26,15 @@ from wtforms import Form, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from shared import api_keys, db
-from shared.models import ESTADOS_COMPRA, ApiKey, Cliente, Compra, Job, TipoDocumento
+from shared.models import (
+    ESTADOS_COMPRA,
+    ApiKey,
+    Cliente,
+    Compra,
+    Job,
+    TipoDocumento,
+    texto_busqueda,
+)
 from shared.settings import Settings
 
 BASE_URL = "/admin"
@@ -93,12 +101,7 @@ class TipoDocumentoAdmin(_View, model=TipoDocumento):
 
 
 # The expression of the trigram index ix_clientes_busqueda_trgm, so name searches use it.
-_NOMBRE_APELLIDO_CORREO = func.lower(
-    Cliente.nombre.concat(literal_column("' '"))
-    .concat(Cliente.apellido)
-    .concat(literal_column("' '"))
-    .concat(Cliente.correo)
-)
+_NOMBRE_APELLIDO_CORREO = literal_column(texto_busqueda("clientes"), String)
 
 
 class ClienteAdmin(_View, model=Cliente):

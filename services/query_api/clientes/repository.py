@@ -17,6 +17,8 @@ from typing import Generic, TypeVar
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.models import texto_busqueda
+
 Key = TypeVar("Key")
 
 _TIPO_DOCUMENTO = "json_build_object('id', t.id, 'codigo', t.codigo, 'nombre', t.nombre)"
@@ -106,7 +108,7 @@ WHERE t.activo
 """)
 
 # The exact expression of ix_clientes_busqueda_trgm, so the trigram index serves `q`.
-_SEARCH_TEXT = "lower(c.nombre || ' ' || c.apellido || ' ' || c.correo)"
+_SEARCH_TEXT = texto_busqueda("c")
 
 _CLIENTE_CONDITIONS = {
     "after_id": "c.id > :after_id",
