@@ -114,7 +114,15 @@ PUBLIC_COLUMNS = (
     Job.error,
     Job.result,
 )
-CLAIMED_COLUMNS = (Job.id, Job.type, Job.params, Job.attempts, Job.request_id)
+CLAIMED_COLUMNS = (
+    Job.id,
+    Job.type,
+    Job.params,
+    Job.attempts,
+    Job.request_id,
+    Job.created_at,  # with started_at (the claim's time): how long the job waited
+    Job.started_at,
+)
 
 
 def _transition(target: Status, *where: ColumnElement[bool]) -> Update:
@@ -187,6 +195,10 @@ def select_owned(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Select[Any]:
 
 def select_status(job_id: uuid.UUID) -> Select[Any]:
     return select(Job.status).where(Job.id == job_id)
+
+
+def select_request_id(job_id: uuid.UUID) -> Select[Any]:
+    return select(Job.request_id).where(Job.id == job_id)
 
 
 def select_page(

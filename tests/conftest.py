@@ -70,10 +70,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 def redis_url() -> Iterator[str]:
     port = servers.free_port()
     process = servers.redis_server(port).start()
-    import redis
-
-    client = redis.Redis(port=port)
-    servers.wait_until(lambda: bool(client.ping()), 10, "redis-server")
+    servers.wait_for_redis(port)
     yield f"redis://127.0.0.1:{port}/0"
     process.stop()
 
@@ -154,17 +151,22 @@ class Workers:
     """The run's export worker, report worker and scheduler. A fault test may kill or stop any
     of them; `start()` starts again whichever is not running."""
 
-    def __init__(self, env: dict[str, str], schedule_file: str) -> None:
-        scheduler = servers.procfile_argv("scheduler")
-        scheduler[scheduler.index("--schedule") + 1] = schedule_file
-        self.exports = servers.Process(
-            "worker-exports", servers.procfile_argv("worker-exports"), env
+    def __init__(self, env: dict[str, str], schedule_file: str, label: str = "") -> None:
+        # `label` names the logs of a second set of workers apart from the run's.
+        self.exports, self.exports_metrics = self._worker("worker-exports", label, env)
+        self.reports, self.reports_metrics = self._worker("worker-reports", label, env)
+        scheduler = servers.replace_options(
+            servers.procfile_argv("scheduler"), {"--schedule": schedule_file}
         )
-        self.reports = servers.Process(
-            "worker-reports", servers.procfile_argv("worker-reports"), env
-        )
-        self.scheduler = servers.Process("scheduler", scheduler, env)
+        self.scheduler = servers.Process(f"scheduler{label}", scheduler, env)
         self.all = (self.exports, self.reports, self.scheduler)
+
+    @staticmethod
+    def _worker(name: str, label: str, env: dict[str, str]) -> tuple[servers.Process, str]:
+        """A Procfile worker serving its metrics on a port of its own; and their URL."""
+        port = str(servers.free_port())
+        argv = servers.replace_options(servers.procfile_argv(name), {"--metrics-port": port})
+        return servers.Process(f"{name}{label}", argv, env), f"http://127.0.0.1:{port}/metrics"
 
     def start(self) -> None:
         for process in self.all:

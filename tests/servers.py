@@ -15,10 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
@@ -40,6 +41,17 @@ def procfile_argv(name: str) -> list[str]:
     if argv[0] == "python":
         return [sys.executable, *argv[1:]]
     return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
+
+
+def replace_options(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """A Procfile command with the value of each of these options that it has replaced, the rest
+    as is: the tests and the bench give their processes their own files and ports (scheduler
+    state, worker metrics), so that they never collide with another run or a `make run`."""
+    replaced = list(argv)
+    for option, value in values.items():
+        if option in replaced:
+            replaced[replaced.index(option) + 1] = value
+    return replaced
 
 
 def free_port() -> int:
@@ -124,6 +136,11 @@ def redis_server(port: int) -> Process:
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         dict(os.environ),
     )
+
+
+def wait_for_redis(port: int) -> None:
+    client = redis.Redis(port=port)
+    wait_until(lambda: bool(client.ping()), 10, "redis-server")
 
 
 def api_server(env: dict[str, str], port: int) -> Process:

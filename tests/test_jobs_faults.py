@@ -3,8 +3,13 @@ really emptying Redis, really delivering a message three times."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,9 +22,10 @@ from sqlalchemy import Engine, text
 from services.export_worker import celery_app
 from shared import storage
 from shared.jobs import JobType
+from shared.models import Cliente
 from shared.settings import Settings
 from tests import servers
-from tests.conftest import BOOTSTRAP_KEY, Workers
+from tests.conftest import BOOTSTRAP_KEY, WORKER_SETTINGS, Workers
 from tests.factories import make_cliente, make_compra
 from tests.servers import wait_until
 from tests.test_jobs_api import compras_locked, job_column, settle
@@ -53,9 +59,11 @@ def only_file_of(files: storage.Storage, key: str) -> None:
     assert list(path.parent.iterdir()) == [path], "one job, one file"
 
 
-def test_a_report_survives_its_worker_killed_mid_run(
-    client: httpx.Client, engine: Engine, fault_workers: Workers, files: storage.Storage
-) -> None:
+@contextmanager
+def report_stuck_mid_run(client: httpx.Client, engine: Engine) -> Iterator[tuple[str, Cliente]]:
+    """A loyalty report (of a customer who qualifies, on a day no other test uses) caught
+    mid-run for as long as the block lasts: claimed, heartbeating, its query waiting inside
+    PostgreSQL. Yields the job's id and the customer."""
     day = datetime(1995, 1, 1, tzinfo=BOGOTA) + timedelta(days=uuid.uuid4().int % 3000)
     leal = make_cliente(engine)
     make_compra(engine, leal, monto="9000000.00", fecha_compra=day + timedelta(hours=1))
@@ -64,12 +72,17 @@ def test_a_report_survives_its_worker_killed_mid_run(
         "hasta": (day + timedelta(days=1)).date().isoformat(),
         "formato": "csv",
     }
-
     with compras_locked(engine):
         job_id = client.post("/api/reporte-fidelizacion/generar", json=params).json()["id"]
-        # Mid-run: claimed, heartbeating, and its report query waiting inside PostgreSQL.
         wait_until(lambda: job_column(engine, job_id, "status") == "running", 30, "claim")
-        wait_until(lambda: reports_waiting_on_lock(engine), 30, "report query under way")
+        wait_until(lambda: query_waiting_on_compras(engine), 30, "report query under way")
+        yield job_id, leal
+
+
+def test_a_report_survives_its_worker_killed_mid_run(
+    client: httpx.Client, engine: Engine, fault_workers: Workers, files: storage.Storage
+) -> None:
+    with report_stuck_mid_run(client, engine) as (job_id, leal):
         fault_workers.reports.kill()
     assert job_column(engine, job_id, "status") == "running", "nobody can say it died yet"
 
@@ -82,7 +95,8 @@ def test_a_report_survives_its_worker_killed_mid_run(
     assert leal.numero_documento in client.get(done["result"]["download_url"]).text
 
 
-def reports_waiting_on_lock(engine: Engine) -> bool:
+def query_waiting_on_compras(engine: Engine) -> bool:
+    """A job's query is under way, waiting for `compras_locked` to end."""
     with engine.connect() as connection:
         return bool(
             connection.execute(
@@ -180,3 +194,64 @@ def test_a_job_accepted_while_redis_is_unreachable_is_published_later(
         api.stop()
     assert done["status"] == "succeeded", done
     assert "job events unavailable" in api.log()
+
+
+def test_sigterm_mid_report_lets_it_finish_once_before_the_worker_exits(
+    client: httpx.Client,
+    engine: Engine,
+    fault_workers: Workers,
+    files: storage.Storage,
+    broker: redis.Redis,
+) -> None:
+    """SIGTERM to the worker's main process (what `docker stop` sends) is Celery's warm shutdown:
+    it stops taking messages and waits, as long as it takes, for the task it is running. The job
+    finishes on its first attempt and its late ack reaches Redis before the worker exits, so
+    nothing hands the message back and nothing runs the job again. (celery/celery#3802 reported
+    that ack lost on Celery 4; this test shows it is not lost with the pinned versions, and the
+    claim guard would turn such a redelivery into "nothing to claim" anyway.)"""
+    reports = fault_workers.reports
+    assert reports.popen is not None
+    stale_after = float(WORKER_SETTINGS["JOB_STALE_AFTER_SECONDS"])
+    with report_stuck_mid_run(client, engine) as (job_id, leal):
+        _, running = task_messages(broker, job_id)
+        assert len(running) == 1, "the message under way, delivered and not yet acknowledged"
+        # The parent only, as docker stop does: the pool's children die at once on SIGTERM.
+        os.kill(reports.pid, signal.SIGTERM)
+        # Past the stale threshold: the task still heartbeats, so the scheduler does not take
+        # the job away, and the worker waits for it.
+        deadline = time.monotonic() + stale_after + 2
+        while time.monotonic() < deadline:
+            assert reports.alive(), "warm shutdown waits for the running task"
+            assert job_column(engine, job_id, "status") == "running"
+            time.sleep(0.5)
+    # The purchases are free again: the report completes, then the worker exits by itself.
+    assert reports.popen.wait(timeout=20) == 0
+    assert job_column(engine, job_id, "status") == "succeeded"
+    assert job_column(engine, job_id, "attempts") == 1
+    queued, unacknowledged = task_messages(broker, job_id)
+    assert not running & (queued | unacknowledged), "acknowledged, not handed back"
+
+    # A new worker: any other message of the job (the scheduler republishes a job nobody
+    # claimed within its threshold) finds nothing to claim.
+    fault_workers.start()
+    wait_until(lambda: task_messages(broker, job_id) == (set(), set()), 30, "messages consumed")
+    log = reports.log()
+    assert log.count(f"job {job_id} claimed") == 1
+    assert log.count(f"job {job_id} succeeded") == 1
+    done = client.get(f"/api/jobs/{job_id}").json()
+    assert done["status"] == "succeeded", done
+    assert job_column(engine, job_id, "attempts") == 1
+    only_file_of(files, job_column(engine, job_id, "storage_key"))
+    assert leal.numero_documento in client.get(done["result"]["download_url"]).text
+
+
+def task_messages(broker: redis.Redis, job_id: str) -> tuple[set[str], set[str]]:
+    """The Celery task ids of a report job's messages in Redis: queued, and delivered but not
+    yet acknowledged (kombu keeps those in the `unacked` hash until the ack)."""
+    queued = [json.loads(raw) for raw in broker.lrange("reports", 0, -1)]
+    delivered = [json.loads(raw)[0] for raw in broker.hvals("unacked")]
+
+    def of_job(messages: list[dict[str, Any]]) -> set[str]:
+        return {m["headers"]["id"] for m in messages if job_id in m["headers"]["argsrepr"]}
+
+    return of_job(queued), of_job(delivered)

@@ -13,12 +13,18 @@ back from Celery.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import click
 from celery import Celery, signals
 
+from services.export_worker import broker
 from shared import db, logs
 from shared.jobs import JobType
 from shared.settings import get_settings
@@ -58,6 +64,11 @@ app.conf.update(
     broker_transport_options=TRANSPORT_OPTIONS,
     result_backend_transport_options=TRANSPORT_OPTIONS,
     broker_connection_retry_on_startup=True,
+    # Reconnect to Redis for as long as it takes (Celery's default gives up after 100 tries,
+    # some 45 minutes, and the worker exits): an outage must end with the workers still there.
+    broker_connection_max_retries=None,
+    # Redis's transport, fixed so that a worker survives losing Redis mid-job (broker.py).
+    broker_transport=broker.TRANSPORT,
     # On a lost broker connection a running task carries on: its job's row, not the message,
     # decides what counts, and the redelivered message will find nothing to claim.
     worker_cancel_long_running_tasks_on_connection_loss=False,
@@ -93,3 +104,33 @@ def _fresh_pool_after_fork(**_: object) -> None:
 
 signals.setup_logging.connect(_json_logs)
 signals.worker_process_init.connect(_fresh_pool_after_fork)
+
+
+def _metrics_directory(_: click.Context, __: click.Parameter, port: int) -> int:
+    """With metrics served and no PROMETHEUS_MULTIPROC_DIR given, a private one for the pool
+    processes' metrics, removed when the worker exits. Made while the worker's options are
+    parsed: the variable counts only if set before prometheus_client is imported, and the worker
+    imports the task modules (and so metrics.py) before any of its signals or bootsteps run."""
+    if port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        directory = tempfile.mkdtemp(prefix="clientes-worker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        atexit.register(_remove_directory, directory, os.getpid())
+    return port
+
+
+def _remove_directory(directory: str, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:  # the worker's main process, never a pool process
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# `celery … worker --metrics-port N`: the worker serves /metrics on port N (metrics.py).
+app.user_options["worker"].add(
+    click.Option(
+        ["--metrics-port"],
+        type=click.IntRange(0, 65535),
+        default=0,
+        callback=_metrics_directory,
+        help="Serve Prometheus /metrics on this port (0: not at all).",
+    )
+)
+app.steps["worker"].add("services.export_worker.metrics:MetricsServer")

@@ -9,11 +9,13 @@ what lets `GET /api/jobs/{id}?wait=N` answer the moment a job ends.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import logging
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from services.export_worker import exports
+from services.export_worker import exports, metrics
 from services.export_worker.celery_app import TASK_NAMES, settings, task
 from shared import db, jobs, storage
 from shared.job_params import ExportParams, InvalidParams, ReportParams
@@ -59,6 +61,7 @@ class ClaimedJob:
     type: JobType
     params: Mapping[str, Any]
     attempt: int
+    claimed_at: float  # time.monotonic() at the claim
 
 
 def is_transient(error: BaseException) -> bool:
@@ -94,7 +97,12 @@ class Heartbeat:
         self._progress: int | None = None
         self._lost = threading.Event()
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
+        # A thread starts with an empty context: give it this one, so that its log lines carry
+        # the job's request id like the rest of the attempt's.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._beat,), name=f"heartbeat-{job.id}", daemon=True
+        )
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -221,8 +229,34 @@ def _finish(engine: Engine, job: ClaimedJob, transition: Any, status: jobs.Statu
     with engine.begin() as connection:
         done = connection.execute(transition).first() is not None
     if done:
+        if status in metrics.OUTCOMES:  # counted before anyone waiting hears of it
+            _count_outcome(job, status)
         announce(job.id, status)
     return done
+
+
+def _count_outcome(job: ClaimedJob, status: jobs.Status) -> None:
+    metrics.job_finished(job.type, status, time.monotonic() - job.claimed_at)
+
+
+def _current_status(engine: Engine, job: ClaimedJob) -> jobs.Status | None:
+    with engine.connect() as connection:
+        status: jobs.Status | None = connection.execute(
+            jobs.select_status(job.id)
+        ).scalar_one_or_none()
+    return status
+
+
+def _count_if_canceled(engine: Engine, job: ClaimedJob) -> None:
+    """A stopped attempt ended its job if the owner canceled it; a job taken over is counted
+    by the attempt that took it."""
+    try:
+        status = _current_status(engine, job)
+    except Exception as error:  # only a metric is at stake: the attempt is over either way
+        log.warning("job %s: outcome not counted (%s)", job.id, type(error).__name__)
+        return
+    if status == jobs.Status.CANCELED:
+        _count_outcome(job, status)
 
 
 def _fail(engine: Engine, job: ClaimedJob, error: JobError) -> None:
@@ -244,10 +278,11 @@ def _succeed(engine: Engine, job: ClaimedJob) -> None:
     # Canceled (or taken over) during the final step. The key is the job's own: delete the file
     # only when no other attempt may still be using it.
     log.info("job %s: result discarded (canceled or taken over)", job.id)
-    with engine.connect() as connection:
-        current = connection.execute(jobs.select_status(job.id)).scalar_one_or_none()
+    current = _current_status(engine, job)
     if current is None or current in {jobs.Status.CANCELED, jobs.Status.FAILED}:
         storage.get_storage().delete(key)
+    if current == jobs.Status.CANCELED:
+        _count_outcome(job, current)
 
 
 def _backoff_seconds(attempt: int) -> int:
@@ -270,9 +305,16 @@ def run(celery_task: Task, job_id_text: str) -> None:
             countdown=_backoff_seconds(celery_task.request.retries + 1)
         ) from error
     if row is None:
-        log.info("job %s: nothing to claim (duplicate delivery, or no longer queued)", job_id)
+        # This line too carries the request id that made the job, though nothing was claimed.
+        token = request_id_var.set(_request_id_of(engine, job_id))
+        try:
+            log.info("job %s: nothing to claim (duplicate delivery, or no longer queued)", job_id)
+        finally:
+            request_id_var.reset(token)
         return
-    job = ClaimedJob(row.id, JobType(row.type), row.params, row.attempts)
+    job = ClaimedJob(row.id, JobType(row.type), row.params, row.attempts, time.monotonic())
+    if job.attempt == 1:  # a retry's wait would include its earlier attempts
+        metrics.job_claimed(job.type, row.started_at - row.created_at)
     token = request_id_var.set(row.request_id)
     try:
         log.info("job %s claimed (attempt %d)", job.id, job.attempt, extra={"type": job.type})
@@ -284,6 +326,17 @@ def run(celery_task: Task, job_id_text: str) -> None:
         raise celery_task.retry(countdown=retry_in)
 
 
+def _request_id_of(engine: Engine, job_id: uuid.UUID) -> str | None:
+    try:
+        with engine.connect() as connection:
+            request_id: str | None = connection.execute(
+                jobs.select_request_id(job_id)
+            ).scalar_one_or_none()
+    except Exception:  # only a log line's request id is at stake
+        return None
+    return request_id
+
+
 def _attempt(engine: Engine, job: ClaimedJob) -> int | None:
     """Run a claimed job to its outcome. Returns a delay when the job went back to the queue
     for a retry, None when this attempt is over."""
@@ -291,6 +344,7 @@ def _attempt(engine: Engine, job: ClaimedJob) -> int | None:
         _succeed(engine, job)
     except JobLost:
         log.info("job %s: stopped (canceled or taken over)", job.id)
+        _count_if_canceled(engine, job)
     except exports.ClienteNotFound as error:
         _fail(engine, job, JobError("cliente_not_found", str(error) or "Customer not found."))
     except InvalidParams as error:

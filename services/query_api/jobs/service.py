@@ -17,6 +17,7 @@ from sqlalchemy import Row, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.export_worker import celery_app
+from services.query_api import metrics
 from services.query_api.auth import Principal
 from services.query_api.clientes import pagination
 from services.query_api.jobs import events
@@ -81,6 +82,7 @@ async def create_job(
             earlier = await _by_idempotency_key(connection, owner, idempotency_key or "")
             assert earlier is not None
             return _same_request_or_422(earlier, job_type, parse)
+    metrics.JOBS_CREATED.labels(job_type).inc()
     log.info("job %s created", created.id, extra={"job_id": str(created.id), "type": job_type})
     await _publish(created.id, job_type)
     return created

@@ -1,0 +1,36 @@
+"""kombu's Redis transport with one fix: a worker must outlive Redis going away mid-job.
+
+When the broker connection drops while a message is delivered and not yet acknowledged (a task
+under way: acks_late), Celery's consumer closes the transport and then closes the channel again;
+that close tries to put the unacknowledged message back, builds a Redis client from the closed
+transport, and kombu fails with AttributeError ('NoneType' object has no attribute 'hostname').
+That is not a connection error, so it escapes Celery's handling and the worker exits
+("Unrecoverable error") instead of reconnecting: tests/test_faults_redis.py saw it every time.
+
+Here it is a connection error, which Celery ignores as it should: with no server there is
+nothing to put the message back into, and the job is safe in PostgreSQL anyway (its attempt
+finishes; a message lost with an empty Redis is published again by the scheduler).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+
+class Channel(kombu_redis.Channel):
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:  # the transport was closed after a lost connection
+            raise RedisConnectionError("the broker connection is closed")
+        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
+        return params
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+
+# For `broker_transport`: kombu resolves "module:Class" paths.
+TRANSPORT = f"{__name__}:Transport"
