@@ -58,7 +58,17 @@ def _forget_cached_keys(request: Request) -> None:
     cache.invalidate()
 
 
-@router.post("", status_code=201, response_model=ApiKeyCreated)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    responses={
+        201: {
+            "description": "Created: the key is in the body, this once.",
+            "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
+        }
+    },
+)
 async def create_api_key(
     body: ApiKeyCreate, _: AdminPrincipal, db: Db, response: Response
 ) -> ApiKeyCreated:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import orjson
 from fastapi import APIRouter
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.responses import Response
 
@@ -21,7 +23,19 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(
+        description='Each dependency: "ok", or "down (<error>)".',
+        examples=[{"postgresql": "ok", "redis": "ok"}],
+    )
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"description": "PostgreSQL or Redis is down.", "model": Readiness}},
+)
 async def ready(db: ReadDb, redis: RedisDep) -> Response:
     async def database() -> None:
         async with db.connect() as connection:

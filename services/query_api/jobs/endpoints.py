@@ -18,6 +18,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from pydantic import BaseModel
 from starlette.responses import FileResponse, StreamingResponse
 
+from services.export_worker import exports
 from services.query_api.auth import ExportPrincipal
 from services.query_api.deps import Db, ReadDb, RedisDep, SettingsDep
 from services.query_api.jobs import service
@@ -104,12 +105,26 @@ async def _accept(
     return Job.from_row(row)
 
 
+_HEADER = {"required": True, "schema": {"type": "string"}}
 _CREATED: dict[int | str, dict[str, Any]] = {
-    202: {"description": "Accepted: the job, with `Location` and `Retry-After`."}
+    202: {
+        "description": "Accepted: the job.",
+        "headers": {
+            "Location": {"description": "The job's URL.", **_HEADER},
+            "Retry-After": {"description": "Seconds until it is worth looking.", **_HEADER},
+        },
+    },
+    422: {"description": "A bad JSON body, or an Idempotency-Key reused for another request."},
 }
+_EXPORT_CREATED = {**_CREATED, 404: {"description": "No such customer: no job was made."}}
+_NO_JOB: dict[int | str, dict[str, Any]] = {404: {"description": "No such job for this API key."}}
+_STORAGE_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {"description": "The database or the file storage is unavailable; try again shortly."}
+}
+_FILE_TYPES = sorted({file_format.content_type for file_format in exports.FILE_FORMATS.values()})
 
 
-@router.get("/clientes/{cliente_id}/exportar", status_code=202, responses=_CREATED)
+@router.get("/clientes/{cliente_id}/exportar", status_code=202, responses=_EXPORT_CREATED)
 async def exportar_cliente(
     request: Request,
     response: Response,
@@ -132,7 +147,7 @@ async def exportar_cliente(
     )
 
 
-@router.post("/clientes/{cliente_id}/exportar", status_code=202, responses=_CREATED)
+@router.post("/clientes/{cliente_id}/exportar", status_code=202, responses=_EXPORT_CREATED)
 async def exportar_cliente_post(
     request: Request,
     response: Response,
@@ -230,7 +245,21 @@ async def list_jobs(
     return JobPage(results=[Job.from_row(row) for row in rows], next=next_url)
 
 
-@router.get("/jobs/{job_id}")
+@router.get(
+    "/jobs/{job_id}",
+    responses={
+        200: {
+            "description": "The job.",
+            "headers": {
+                "Retry-After": {
+                    "description": "While it is under way.",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **_NO_JOB,
+    },
+)
 async def get_job(
     response: Response,
     db: ReadDb,
@@ -247,7 +276,7 @@ async def get_job(
     return Job.from_row(row)
 
 
-@router.delete("/jobs/{job_id}", status_code=204)
+@router.delete("/jobs/{job_id}", status_code=204, responses={**_NO_JOB, **_STORAGE_DOWN})
 async def delete_job(
     db: Db, redis: RedisDep, principal: ExportPrincipal, job_id: JobId
 ) -> Response:
@@ -264,9 +293,21 @@ async def delete_job(
     "/jobs/{job_id}/download",
     response_class=Response,
     responses={
-        200: {"description": "The file."},
-        409: {"description": "Not ready, failed or canceled."},
+        200: {
+            "description": "The file.",
+            "content": {
+                content_type: {"schema": {"type": "string", "format": "binary"}}
+                for content_type in _FILE_TYPES
+            },
+            "headers": {
+                "Content-Disposition": {"description": "`attachment` and its name.", **_HEADER},
+                "ETag": {"description": "The file's sha256.", **_HEADER},
+            },
+        },
+        **_NO_JOB,
+        409: {"description": "Not ready (with `Retry-After`), failed or canceled."},
         410: {"description": "Expired: the file was deleted."},
+        **_STORAGE_DOWN,
     },
 )
 async def download_job(db: ReadDb, principal: ExportPrincipal, job_id: JobId) -> Response:
