@@ -13,8 +13,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import TextClause
-
 from services.query_api.clientes import repository
 
 CLIENTS = 8
@@ -29,7 +27,7 @@ PARAMETERS = {
     "numero_documento": DOCUMENT_COLUMN.format(column="numero_documento"),
     "compras_limit": ":compras_limit",
 }
-_BIND = re.compile(r"(?<![:\w]):(\w+)")
+_BIND = re.compile(r"%\((\w+)\)s")  # psycopg's named placeholders
 _TPS = re.compile(r"^tps = ([\d.]+)", re.MULTILINE)
 _LATENCY = re.compile(r"^latency average = ([\d.]+) ms", re.MULTILINE)
 _FAILED = re.compile(r"^number of failed transactions: (\d+)", re.MULTILINE)
@@ -42,18 +40,17 @@ class Ceiling:
     failed: int
 
 
-def lookup_statement() -> TextClause:
+def lookup_statement() -> str:
     """What `GET /api/clientes/buscar/?tipo_documento=CC&numero_documento=…` runs."""
     return repository.DETALLE_POR_CODIGO
 
 
-def script(statement: TextClause, documents: int) -> str:
-    # text() keeps its bound parameters here; there is no public accessor.
-    names = set(statement._bindparams)
+def script(statement: str, documents: int) -> str:
+    names = set(_BIND.findall(statement))
     unknown = names - PARAMETERS.keys()
     if unknown:
         raise RuntimeError(f"the lookup SQL has parameters the bench cannot bind: {unknown}")
-    sql = _BIND.sub(lambda match: PARAMETERS.get(match[1], match[0]), statement.text)
+    sql = _BIND.sub(lambda match: PARAMETERS.get(match[1], match[0]), statement)
     return f"\\set i random(1, {documents})\n\\set compras_limit {COMPRAS_LIMIT}\n{sql.strip()};\n"
 
 

@@ -20,6 +20,8 @@ from tests import servers
 from tests.conftest import BOOTSTRAP_KEY, alembic_config
 from tests.factories import make_cliente
 
+BUSCAR = "/api/clientes/buscar?tipo_documento=CC&numero_documento=52000111"
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[servers.PostgresCluster]:
@@ -35,11 +37,11 @@ def api_on_cluster(
 ) -> Iterator[tuple[str, int]]:
     command.upgrade(alembic_config(cluster.url), "head")
     engine = create_engine(to_psycopg_url(cluster.url))
-    cliente_id = make_cliente(engine).id
+    cliente = make_cliente(engine, numero_documento="52000111")
     engine.dispose()
     process = servers.api_server({**service_env, "DATABASE_URL": cluster.url}, servers.free_port())
     port = process.env["PORT"]
-    yield f"http://127.0.0.1:{port}", cliente_id
+    yield f"http://127.0.0.1:{port}", cliente.id
     process.stop()
 
 
@@ -56,6 +58,7 @@ def test_lookups_answer_503_while_postgresql_is_down_and_recover_by_themselves(
             started = time.monotonic()
             ready = http.get("/ready")
             lookup = http.get(f"/api/clientes/{cliente_id}/")
+            by_document = http.get(BUSCAR)  # the fast lane (clientes/fast_lane.py)
             elapsed = time.monotonic() - started
             assert ready.status_code == 503
             assert ready.json()["checks"]["postgresql"].startswith("down")
@@ -63,6 +66,9 @@ def test_lookups_answer_503_while_postgresql_is_down_and_recover_by_themselves(
             assert lookup.status_code == 503
             assert lookup.headers["content-type"] == "application/problem+json"
             assert lookup.headers["retry-after"]
+            assert by_document.status_code == 503
+            assert by_document.headers["content-type"] == "application/problem+json"
+            assert by_document.headers["retry-after"]
             assert elapsed < 12, f"answers took {elapsed:.1f}s: they must not hang"
         finally:
             cluster.start()
@@ -71,4 +77,5 @@ def test_lookups_answer_503_while_postgresql_is_down_and_recover_by_themselves(
         servers.wait_until(
             lambda: http.get(f"/api/clientes/{cliente_id}/").status_code == 200, 20, "recovery"
         )
+        servers.wait_until(lambda: http.get(BUSCAR).status_code == 200, 20, "buscar recovery")
         assert http.get("/ready").status_code == 200

@@ -77,4 +77,5 @@ def test_metrics_count_requests_by_route_template(
     labels = 'method="GET",route="/api/clientes/{cliente_id}",status="404"'
     assert re.search(r"clientes_http_requests_total\{" + re.escape(labels) + r"\} \d", body)
     assert "clientes_http_request_duration_seconds_bucket" in body
-    assert 'clientes_db_pool_connections{state="in_use"}' in body
+    for pool in ("jobs", "lookups"):
+        assert f'clientes_db_pool_connections{{pool="{pool}",state="in_use"}}' in body

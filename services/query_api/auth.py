@@ -135,13 +135,30 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
-def require(scope: str) -> object:
-    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if scope not in principal.scopes:
-            raise Problem(403, f"This API key lacks the '{scope}' scope.", kind="forbidden")
-        return principal
+async def authorize(request: Request, scope: str) -> Principal:
+    """The request's principal, if its key is valid, within its quota and holds `scope`."""
+    principal = await authenticate(request)
+    if scope not in principal.scopes:
+        raise Problem(403, f"This API key lacks the '{scope}' scope.", kind="forbidden")
+    return principal
 
+
+_KEY_CHECKS: set[object] = set()
+
+
+def require(scope: str) -> object:
+    # One dependency, not one depending on another: every level costs FastAPI's resolver time
+    # on each request, and this runs on every request.
+    async def check(request: Request) -> Principal:
+        return await authorize(request, scope)
+
+    _KEY_CHECKS.add(check)
     return Depends(check)
+
+
+def checks_api_key(call: object) -> bool:
+    """Whether a dependency is the API-key check (what OpenAPI documents as security)."""
+    return call is authenticate or call in _KEY_CHECKS
 
 
 ReadPrincipal = Annotated[Principal, require("read")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +28,12 @@ async def _read_engine(request: Request) -> AsyncEngine:
     return engine
 
 
+async def _lookup_pool(request: Request) -> AsyncConnectionPool:
+    """The lookups' psycopg pool (shared.db.async_lookup_pool): autocommit, one round trip."""
+    pool: AsyncConnectionPool = request.app.state.lookup_pool
+    return pool
+
+
 async def _redis(request: Request) -> Redis:
     client: Redis = request.app.state.redis
     return client
@@ -39,5 +46,6 @@ async def _settings(request: Request) -> Settings:
 
 Db = Annotated[AsyncEngine, Depends(_engine)]
 ReadDb = Annotated[AsyncEngine, Depends(_read_engine)]
+LookupPool = Annotated[AsyncConnectionPool, Depends(_lookup_pool)]
 RedisDep = Annotated[Redis, Depends(_redis)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
-from services.query_api import admin, health, metrics, problems, web
+from services.query_api import admin, health, metrics, openapi, problems, web
 from services.query_api import api_keys as api_key_endpoints
 from services.query_api.auth import ApiKeyCache
 from services.query_api.clientes import endpoints as clientes
+from services.query_api.clientes import fast_lane
 from services.query_api.jobs import endpoints as jobs_endpoints
 from services.query_api.middleware import (
     RequestLimitsMiddleware,
@@ -33,6 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Not waiting: the API starts (and answers 503) while PostgreSQL is still coming up.
+        app.state.lookup_pool = db.async_lookup_pool(settings)
+        await app.state.lookup_pool.open(wait=False)
         app.state.redis = Redis.from_url(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
@@ -48,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.api_key_cache.stop()
             await app.state.redis.aclose()
+            await app.state.lookup_pool.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -58,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     problems.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     # Each router carries its own /api prefix: FastAPI applies that one at declaration, so the
@@ -67,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Not /api routes: the SAC page at / (public assets) and the back office at /admin (login).
     web.install(app)
     admin.install(app, settings)
-    # Outermost last: the request id must wrap everything, including slash normalisation.
+    # Outermost last: the request id must wrap everything, including slash normalisation; the
+    # lookup fast lane is innermost, so its answers get every header and metric the others add.
+    app.add_middleware(fast_lane.BuscarFastLane)
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(RequestLimitsMiddleware)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API: requests by route template and status, latency, pool usage.
+"""Prometheus metrics of the API: requests by route template and status, latency, pool usage,
+jobs created by type (the workers serve their own: services/export_worker/metrics.py).
 
 With several server processes (WEB_CONCURRENCY > 1) prometheus_client's multiprocess mode is
 used (PROMETHEUS_MULTIPROC_DIR, set by `python -m services.query_api`), so `/metrics` reports the
@@ -20,10 +21,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.jobs import JobType
 
 REQUESTS = Counter(
     "clientes_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -36,10 +40,18 @@ LATENCY = Histogram(
 )
 POOL = Gauge(
     "clientes_db_pool_connections",
-    "Database pool connections of this process by state.",
-    ["state"],
+    "Database connections of this process by pool (lookups: psycopg; jobs: SQLAlchemy) and state.",
+    ["pool", "state"],
     multiprocess_mode="livesum",
 )
+
+JOBS_CREATED = Counter(
+    "clientes_jobs_created_total",
+    "Jobs created, by type (an Idempotency-Key replay creates none).",
+    ["type"],
+)
+for _type in JobType:  # every series exists from the start, at zero
+    JOBS_CREATED.labels(_type)
 
 router = APIRouter(tags=["health"])
 
@@ -75,8 +87,12 @@ async def metrics(request: Request) -> Response:
     engine: AsyncEngine = request.app.state.engine
     pool = engine.pool
     if isinstance(pool, QueuePool):
-        POOL.labels("in_use").set(pool.checkedout())
-        POOL.labels("idle").set(pool.checkedin())
+        POOL.labels("jobs", "in_use").set(pool.checkedout())
+        POOL.labels("jobs", "idle").set(pool.checkedin())
+    lookups: AsyncConnectionPool = request.app.state.lookup_pool
+    stats = lookups.get_stats()
+    POOL.labels("lookups", "in_use").set(stats["pool_size"] - stats["pool_available"])
+    POOL.labels("lookups", "idle").set(stats["pool_available"])
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -12,8 +12,10 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from psycopg_pool import PoolTimeout
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
@@ -115,19 +117,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PoolTimeoutError)
     @app.exception_handler(DBAPIError)
-    async def _database(_: Request, exc: Exception) -> Response:
-        if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not _is_outage(exc):
-            log.exception("database error")
-            return problem_response(Problem(500, "Unexpected database error.", kind="internal"))
-        log.warning("database unavailable: %s", type(exc.__cause__ or exc).__name__)
-        return problem_response(
-            Problem(
-                503,
-                "The database is unavailable; try again shortly.",
-                kind="service-unavailable",
-                headers={"Retry-After": "5"},
-            )
-        )
+    @app.exception_handler(psycopg.Error)
+    @app.exception_handler(PoolTimeout)  # one handler for each of DATABASE_ERRORS
+    async def _database(request: Request, exc: Exception) -> Response:
+        return problem_response(database_problem(request, exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
@@ -135,7 +128,51 @@ def install(app: FastAPI) -> None:
         return problem_response(Problem(500, "Unexpected error.", kind="internal"))
 
 
-def _is_outage(error: DBAPIError) -> bool:
-    import psycopg
+DATABASE_ERRORS = (PoolTimeoutError, DBAPIError, psycopg.Error, PoolTimeout)
 
-    return isinstance(error.orig, psycopg.OperationalError)
+
+def database_problem(request: Request, exc: Exception) -> Problem:
+    """A database error as the client should see it: 503 for an outage, 400/422 for a value
+    PostgreSQL cannot take, 500 (logged) for anything else."""
+    # SQLAlchemy (jobs, keys) wraps the driver's error; the lookups' pool raises it bare.
+    driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
+    if _is_nul_in_text(driver_error):
+        return _nul_in_text_problem(request)
+    if not _is_outage(exc, driver_error):
+        log.exception("database error", exc_info=exc)
+        return Problem(500, "Unexpected database error.", kind="internal")
+    log.warning("database unavailable: %s", type(driver_error).__name__)
+    return Problem(
+        503,
+        "The database is unavailable; try again shortly.",
+        kind="service-unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _is_outage(error: Exception, driver_error: BaseException | None) -> bool:
+    """No connection to be had, or the one in use broke: the server's state, not the query's."""
+    if isinstance(error, PoolTimeoutError | PoolTimeout):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(driver_error, psycopg.OperationalError)
+
+
+def _is_nul_in_text(driver_error: BaseException | None) -> bool:
+    """psycopg refused to send a text of the request that holds NUL, which PostgreSQL text
+    cannot (a DataError raised before reaching the server, so without SQLSTATE)."""
+    return (
+        isinstance(driver_error, psycopg.DataError)
+        and driver_error.sqlstate is None
+        and "NUL" in str(driver_error)
+    )
+
+
+def _nul_in_text_problem(request: Request) -> Problem:
+    # The request's fault, not the server's; like every validation error, 400 for the query
+    # string and 422 for a body. The value itself is neither logged nor echoed (it may be PII).
+    headers = request.headers
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    detail = "A value of this request cannot be used: text must not contain NUL characters."
+    return Problem(422 if has_body else 400, detail, kind="validation-error")

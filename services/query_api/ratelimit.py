@@ -36,10 +36,19 @@ class Quota:
         }
 
 
+# INCR and, for a window's first request, EXPIRE: atomic inside Redis, one round trip.
+_CONSUME = """
+local used = redis.call('INCR', KEYS[1])
+if used == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return used
+"""
+
+
 class RateLimiter:
     def __init__(self, redis: Redis, default_per_minute: int) -> None:
-        self._redis = redis
         self._default = default_per_minute
+        # EVALSHA; redis-py sends the script again by itself after a Redis restart (NOSCRIPT).
+        self._consume = redis.register_script(_CONSUME)
 
     async def consume(self, key_id: str, limit: int | None) -> Quota | None:
         limit = limit or self._default
@@ -47,10 +56,7 @@ class RateLimiter:
         window = int(now // WINDOW_SECONDS)
         counter = f"ratelimit:{key_id}:{window}"
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(counter)
-                pipe.expire(counter, WINDOW_SECONDS + 1)
-                used, _ = await pipe.execute()
+            used = await self._consume(keys=[counter], args=[WINDOW_SECONDS + 1])
         except (RedisError, OSError) as error:
             log.warning("rate limiter unavailable, not limiting: %s", type(error).__name__)
             return None

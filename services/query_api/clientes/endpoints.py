@@ -10,11 +10,12 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
+from psycopg_pool import AsyncConnectionPool
 from starlette.responses import Response
 
 from services.query_api.auth import ReadPrincipal
 from services.query_api.clientes import etag, pagination, repository, schemas
-from services.query_api.deps import ReadDb, SettingsDep
+from services.query_api.deps import LookupPool, SettingsDep
 from services.query_api.problems import BadRequest, NotFound
 
 router = APIRouter(prefix="/api")
@@ -27,13 +28,21 @@ SMALLINT_MAX = 2**15 - 1
 
 ClienteId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The customer's id.")]
 TipoDocumentoId = Annotated[int | None, Query(ge=1, le=SMALLINT_MAX)]
-NumeroDocumento = Annotated[str | None, Query(min_length=1, max_length=20)]
+DOCUMENTO_MAX_LENGTH = 20
+NumeroDocumento = Annotated[str | None, Query(min_length=1, max_length=DOCUMENTO_MAX_LENGTH)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Rows per page.")]
 Cursor = Annotated[
     str | None, Query(max_length=512, description="Opaque; taken from the previous `next`.")
 ]
+COMPRAS_LIMIT_MAX = 100
+COMPRAS_LIMIT_DEFAULT = 20
 ComprasLimit = Annotated[
-    int, Query(ge=0, le=100, description="How many of the most recent purchases to include.")
+    int,
+    Query(
+        ge=0,
+        le=COMPRAS_LIMIT_MAX,
+        description="How many of the most recent purchases to include.",
+    ),
 ]
 
 _DETAIL_RESPONSES: dict[int | str, dict[str, object]] = {
@@ -83,7 +92,7 @@ def _page_response(
 @router.get(
     "/tipos-documento", tags=["tipos-documento"], response_model=list[schemas.TipoDocumento]
 )
-async def list_tipos_documento(_: ReadPrincipal, db: ReadDb) -> Response:
+async def list_tipos_documento(_: ReadPrincipal, db: LookupPool) -> Response:
     return Response(await repository.list_tipos_documento(db), media_type=JSON)
 
 
@@ -91,7 +100,7 @@ async def list_tipos_documento(_: ReadPrincipal, db: ReadDb) -> Response:
 async def list_clientes(
     request: Request,
     _: ReadPrincipal,
-    db: ReadDb,
+    db: LookupPool,
     settings: SettingsDep,
     tipo_documento_id: TipoDocumentoId = None,
     numero_documento: NumeroDocumento = None,
@@ -121,18 +130,18 @@ async def list_clientes(
 async def buscar_cliente(
     request: Request,
     _: ReadPrincipal,
-    db: ReadDb,
+    db: LookupPool,
     tipo_documento_id: TipoDocumentoId = None,
     tipo_documento: Annotated[
         str | None,
         Query(
             min_length=1,
-            max_length=20,
+            max_length=DOCUMENTO_MAX_LENGTH,
             description="The type's code (CC, NIT…), instead of the id.",
         ),
     ] = None,
     numero_documento: NumeroDocumento = None,
-    compras_limit: ComprasLimit = 20,
+    compras_limit: ComprasLimit = COMPRAS_LIMIT_DEFAULT,
 ) -> Response:
     """The ACTIVE customer with this document."""
     errors = []
@@ -147,11 +156,31 @@ async def buscar_cliente(
     if errors:
         raise BadRequest("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
     assert numero_documento is not None
-    body = await repository.find_cliente(
+    return await buscar_response(
+        request,
         db,
         numero_documento=numero_documento,
         tipo_documento_id=tipo_documento_id,
         codigo=tipo_documento,
+        compras_limit=compras_limit,
+    )
+
+
+async def buscar_response(
+    request: Request,
+    pool: AsyncConnectionPool,
+    *,
+    numero_documento: str,
+    tipo_documento_id: int | None,
+    codigo: str | None,
+    compras_limit: int,
+) -> Response:
+    """`buscar`'s answer for valid parameters: this route's and the fast lane's (fast_lane.py)."""
+    body = await repository.find_cliente(
+        pool,
+        numero_documento=numero_documento,
+        tipo_documento_id=tipo_documento_id,
+        codigo=codigo,
         compras_limit=compras_limit,
     )
     if body is None:
@@ -161,7 +190,10 @@ async def buscar_cliente(
 
 @router.post("/clientes/buscar/lote", tags=["clientes"], response_model=schemas.LoteResponse)
 async def buscar_clientes_lote(
-    lote: schemas.LoteRequest, _: ReadPrincipal, db: ReadDb, compras_limit: ComprasLimit = 20
+    lote: schemas.LoteRequest,
+    _: ReadPrincipal,
+    db: LookupPool,
+    compras_limit: ComprasLimit = COMPRAS_LIMIT_DEFAULT,
 ) -> Response:
     """Up to 1000 documents in one round trip; each answer is the active customer or null."""
     documentos = [(d.tipo_documento, d.numero_documento) for d in lote.documentos]
@@ -179,8 +211,8 @@ async def get_cliente(
     request: Request,
     cliente_id: ClienteId,
     _: ReadPrincipal,
-    db: ReadDb,
-    compras_limit: ComprasLimit = 20,
+    db: LookupPool,
+    compras_limit: ComprasLimit = COMPRAS_LIMIT_DEFAULT,
 ) -> Response:
     body = await repository.cliente_detail(db, cliente_id, compras_limit=compras_limit)
     if body is None:
@@ -198,7 +230,7 @@ async def list_compras(
     request: Request,
     cliente_id: ClienteId,
     _: ReadPrincipal,
-    db: ReadDb,
+    db: LookupPool,
     settings: SettingsDep,
     limit: Limit = 50,
     cursor: Cursor = None,

@@ -3,7 +3,7 @@ document in PostgreSQL; the API sends those bytes as they are.
 
 Sessions run with timezone UTC (shared.db), so timestamps come out as ISO 8601 with +00:00;
 `numeric::text` keeps money exact ("1500000.00"). Only constant SQL fragments are ever joined
-into a statement; every value is a bound parameter.
+into a statement; every value is a bound parameter (psycopg's %(name)s).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import TextClause, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from psycopg_pool import AsyncConnectionPool
 
 from shared.models import texto_busqueda
 
@@ -37,13 +36,11 @@ _CLIENTE_FIELDS = f"""
 
 _RESUMEN = f"json_build_object({_CLIENTE_FIELDS})"
 
-_COMPRA = """json_build_object(
-    'id', p.id,
-    'numero_factura', p.numero_factura,
-    'fecha_compra', p.fecha_compra,
-    'monto', p.monto::text,
-    'descripcion', p.descripcion,
-    'estado', p.estado)"""
+# A purchase as JSON is this row given to to_json/json_agg: keys in column order. Cheaper for
+# PostgreSQL than json_build_object (measured: about 15% of a 100-document lote).
+_COMPRAS = """SELECT p.id, p.numero_factura, p.fecha_compra, p.monto::text AS monto,
+    p.descripcion, p.estado
+    FROM compras AS p"""
 
 _NEWEST_FIRST = "ORDER BY p.fecha_compra DESC, p.id DESC"
 
@@ -63,32 +60,32 @@ _DETALLE_FROM = f"""
         WHERE p.cliente_id = c.id AND p.estado = 'completada'
     ) AS totales
     CROSS JOIN LATERAL (
-        SELECT coalesce(json_agg({_COMPRA} {_NEWEST_FIRST}), '[]'::json) AS compras
+        SELECT coalesce(json_agg(p {_NEWEST_FIRST}), '[]'::json) AS compras
         FROM (
-            SELECT * FROM compras AS p WHERE p.cliente_id = c.id {_NEWEST_FIRST}
-            LIMIT :compras_limit
+            {_COMPRAS} WHERE p.cliente_id = c.id {_NEWEST_FIRST}
+            LIMIT %(compras_limit)s
         ) AS p
     ) AS recientes"""
 
 
-def _detalle_where(condition: str) -> TextClause:
-    return text(f"SELECT {_DETALLE}::text FROM {_DETALLE_FROM} WHERE {condition}")
+def _detalle_where(condition: str) -> str:
+    return f"SELECT {_DETALLE}::text FROM {_DETALLE_FROM} WHERE {condition}"
 
 
-DETALLE_POR_ID = _detalle_where("c.id = :cliente_id")
+DETALLE_POR_ID = _detalle_where("c.id = %(cliente_id)s")
 DETALLE_POR_TIPO_ID = _detalle_where(
-    "c.tipo_documento_id = :tipo_documento_id AND c.numero_documento = :numero_documento"
+    "c.tipo_documento_id = %(tipo_documento_id)s AND c.numero_documento = %(numero_documento)s"
     " AND c.activo"
 )
 DETALLE_POR_CODIGO = _detalle_where(
-    "t.codigo = upper(:codigo) AND c.numero_documento = :numero_documento AND c.activo"
+    "t.codigo = upper(%(codigo)s) AND c.numero_documento = %(numero_documento)s AND c.activo"
 )
 
 # One round trip for the whole batch: the requested pairs, numbered, each LEFT JOINed to its
 # active customer (null when none), aggregated back in request order.
-DETALLES_POR_DOCUMENTOS = text(f"""
+DETALLES_POR_DOCUMENTOS = f"""
 SELECT json_build_object('results', json_agg(encontrado.documento ORDER BY pedido.orden))::text
-FROM unnest(CAST(:codigos AS text[]), CAST(:numeros AS text[]))
+FROM unnest(CAST(%(codigos)s AS text[]), CAST(%(numeros)s AS text[]))
     WITH ORDINALITY AS pedido(codigo, numero_documento, orden)
 LEFT JOIN LATERAL (
     SELECT {_DETALLE} AS documento
@@ -97,59 +94,59 @@ LEFT JOIN LATERAL (
       AND c.numero_documento = pedido.numero_documento
       AND c.activo
 ) AS encontrado ON true
-""")
+"""
 
-TIPOS_DOCUMENTO_ACTIVOS = text("""
+TIPOS_DOCUMENTO_ACTIVOS = """
 SELECT coalesce(json_agg(json_build_object(
     'id', t.id, 'codigo', t.codigo, 'nombre', t.nombre, 'descripcion', t.descripcion
 ) ORDER BY t.id), '[]'::json)::text
 FROM tipos_documento AS t
 WHERE t.activo
-""")
+"""
 
 # The exact expression of ix_clientes_busqueda_trgm, so the trigram index serves `q`.
 _SEARCH_TEXT = texto_busqueda("c")
 
 _CLIENTE_CONDITIONS = {
-    "after_id": "c.id > :after_id",
-    "tipo_documento_id": "c.tipo_documento_id = :tipo_documento_id",
+    "after_id": "c.id > %(after_id)s",
+    "tipo_documento_id": "c.tipo_documento_id = %(tipo_documento_id)s",
     # The unique index leads with tipo_documento_id; naming the (few) types lets PostgreSQL
     # probe it once per type instead of scanning every customer for a bare document number.
-    "numero_documento": "c.numero_documento = :numero_documento"
+    "numero_documento": "c.numero_documento = %(numero_documento)s"
     " AND c.tipo_documento_id IN (SELECT id FROM tipos_documento)",
-    "pattern": f"{_SEARCH_TEXT} LIKE lower(:pattern)",
-    "activo": "c.activo = :activo",
+    "pattern": f"{_SEARCH_TEXT} LIKE lower(%(pattern)s)",
+    "activo": "c.activo = %(activo)s",
 }
 
 
 @cache  # one statement per combination of filters: at most 2**5
-def list_clientes_statement(present: frozenset[str]) -> TextClause:
+def list_clientes_statement(present: frozenset[str]) -> str:
     conditions = [sql for name, sql in _CLIENTE_CONDITIONS.items() if name in present]
     where = " AND ".join(conditions) or "true"
-    return text(f"""
+    return f"""
 SELECT {_RESUMEN}::text AS documento, c.id
 FROM clientes AS c JOIN tipos_documento AS t ON t.id = c.tipo_documento_id
 WHERE {where}
 ORDER BY c.id
-LIMIT :limit_plus_one
-""")
+LIMIT %(limit_plus_one)s
+"""
 
 
-def _list_compras_statement(after: bool) -> TextClause:
-    keyset = "AND (p.fecha_compra, p.id) < (:after_fecha, :after_id)" if after else ""
+def _list_compras_statement(after: bool) -> str:
+    keyset = "AND (p.fecha_compra, p.id) < (%(after_fecha)s, %(after_id)s)" if after else ""
     # The LEFT JOIN tells "unknown customer" (no row) from "no purchases" (a row of nulls).
-    return text(f"""
+    return f"""
 SELECT c.id AS cliente_id, p.documento, p.fecha_compra, p.id
 FROM clientes AS c
 LEFT JOIN LATERAL (
-    SELECT {_COMPRA}::text AS documento, p.fecha_compra, p.id
-    FROM compras AS p
-    WHERE p.cliente_id = c.id {keyset}
-    {_NEWEST_FIRST}
-    LIMIT :limit_plus_one
+    SELECT to_json(p)::text AS documento, p.fecha_compra, p.id
+    FROM (
+        {_COMPRAS} WHERE p.cliente_id = c.id {keyset} {_NEWEST_FIRST}
+        LIMIT %(limit_plus_one)s
+    ) AS p
 ) AS p ON true
-WHERE c.id = :cliente_id
-""")
+WHERE c.id = %(cliente_id)s
+"""
 
 
 LIST_COMPRAS_FIRST = _list_compras_statement(after=False)
@@ -177,26 +174,35 @@ def contains_pattern(fragment: str) -> str:
 
 
 async def _scalar(
-    db: AsyncEngine, statement: TextClause, params: Mapping[str, object]
+    pool: AsyncConnectionPool, statement: str, params: Mapping[str, object]
 ) -> str | None:
-    async with db.connect() as connection:
-        value: str | None = (await connection.execute(statement, params)).scalar_one_or_none()
-    return value
+    async with pool.connection() as connection:
+        row = await (await connection.execute(statement, params)).fetchone()
+    return None if row is None else str(row[0])
 
 
-async def list_tipos_documento(db: AsyncEngine) -> str:
-    documents = await _scalar(db, TIPOS_DOCUMENTO_ACTIVOS, {})
+async def _rows(
+    pool: AsyncConnectionPool, statement: str, params: Mapping[str, object]
+) -> list[tuple[Any, ...]]:
+    async with pool.connection() as connection:
+        return await (await connection.execute(statement, params)).fetchall()
+
+
+async def list_tipos_documento(pool: AsyncConnectionPool) -> str:
+    documents = await _scalar(pool, TIPOS_DOCUMENTO_ACTIVOS, {})
     assert documents is not None  # an aggregate always answers one row
     return documents
 
 
-async def cliente_detail(db: AsyncEngine, cliente_id: int, *, compras_limit: int) -> str | None:
+async def cliente_detail(
+    pool: AsyncConnectionPool, cliente_id: int, *, compras_limit: int
+) -> str | None:
     params = {"cliente_id": cliente_id, "compras_limit": compras_limit}
-    return await _scalar(db, DETALLE_POR_ID, params)
+    return await _scalar(pool, DETALLE_POR_ID, params)
 
 
 async def find_cliente(
-    db: AsyncEngine,
+    pool: AsyncConnectionPool,
     *,
     numero_documento: str,
     tipo_documento_id: int | None = None,
@@ -210,13 +216,13 @@ async def find_cliente(
     }
     if tipo_documento_id is not None:
         return await _scalar(
-            db, DETALLE_POR_TIPO_ID, params | {"tipo_documento_id": tipo_documento_id}
+            pool, DETALLE_POR_TIPO_ID, params | {"tipo_documento_id": tipo_documento_id}
         )
-    return await _scalar(db, DETALLE_POR_CODIGO, params | {"codigo": codigo})
+    return await _scalar(pool, DETALLE_POR_CODIGO, params | {"codigo": codigo})
 
 
 async def find_clientes(
-    db: AsyncEngine, documentos: Sequence[tuple[str, str]], *, compras_limit: int
+    pool: AsyncConnectionPool, documentos: Sequence[tuple[str, str]], *, compras_limit: int
 ) -> str:
     """`{"results": [...]}`: each (code, number) pair's active customer or null, in order."""
     params = {
@@ -224,13 +230,13 @@ async def find_clientes(
         "numeros": [numero for _, numero in documentos],
         "compras_limit": compras_limit,
     }
-    body = await _scalar(db, DETALLES_POR_DOCUMENTOS, params)
+    body = await _scalar(pool, DETALLES_POR_DOCUMENTOS, params)
     assert body is not None  # an aggregate always answers one row
     return body
 
 
 async def list_clientes(
-    db: AsyncEngine, filters: ClienteFilters, *, after_id: int | None, limit: int
+    pool: AsyncConnectionPool, filters: ClienteFilters, *, after_id: int | None, limit: int
 ) -> Page[int]:
     params: dict[str, object] = {
         "after_id": after_id,
@@ -241,27 +247,26 @@ async def list_clientes(
     }
     params = {name: value for name, value in params.items() if value is not None}
     statement = list_clientes_statement(frozenset(params))
-    async with db.connect() as connection:
-        rows = (await connection.execute(statement, params | {"limit_plus_one": limit + 1})).all()
+    rows = await _rows(pool, statement, params | {"limit_plus_one": limit + 1})
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page([row.documento for row in rows], rows[-1].id if more else None)
+    return Page([documento for documento, _ in rows], rows[-1][1] if more else None)
 
 
 async def list_compras(
-    db: AsyncEngine, cliente_id: int, *, after: tuple[datetime, int] | None, limit: int
+    pool: AsyncConnectionPool, cliente_id: int, *, after: tuple[datetime, int] | None, limit: int
 ) -> Page[tuple[datetime, int]] | None:
     """A customer's purchases, newest first; None when the customer does not exist."""
     params: dict[str, object] = {"cliente_id": cliente_id, "limit_plus_one": limit + 1}
     if after is not None:
         params |= {"after_fecha": after[0], "after_id": after[1]}
     statement = LIST_COMPRAS_FIRST if after is None else LIST_COMPRAS_AFTER
-    async with db.connect() as connection:
-        rows = (await connection.execute(statement, params)).all()
+    rows = await _rows(pool, statement, params)
     if not rows:
         return None
-    rows = [row for row in rows if row.documento is not None]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1] if more else None
-    return Page([row.documento for row in rows], (last.fecha_compra, last.id) if last else None)
+    # (documento, fecha_compra, id); a customer without purchases is one row of nulls.
+    compras = [row[1:] for row in rows if row[1] is not None]
+    more = len(compras) > limit
+    compras = compras[:limit]
+    next_key = (compras[-1][1], compras[-1][2]) if more else None
+    return Page([documento for documento, _, _ in compras], next_key)
