@@ -38,9 +38,9 @@ seed: install
 migrate: install
 	$(BIN)/alembic upgrade head
 
-## bench: benchmarks with their baselines measured in the same run (SIZE=small|large)
+## bench: benchmarks with their baselines measured in the same run (SIZE=small|large, ONLY=soak,…)
 bench: install
-	$(BIN)/python -m bench --size $(or $(SIZE),small)
+	$(BIN)/python -m bench --size $(or $(SIZE),small) $(if $(ONLY),--only $(ONLY))
 
 ## lock: re-pin every dependency (versions and hashes, no download addresses)
 lock:

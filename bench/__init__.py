@@ -1,6 +1,8 @@
 """`make bench`: the real processes under load, each figure beside a baseline of the same run.
 
     python -m bench --size small|large [--duration 20]      (what `make bench SIZE=…` runs)
+                    [--only buscar,lote,exports,loyalty,every-customer,soak,seed]
+                    [--soak-seconds 180]
 
 1. Dataset: database `clientes_bench_<size>`, created and migrated if missing, seeded with the
    real `seed_data` CLI only when its marker (customers, purchases per customer, seed) differs
@@ -11,9 +13,11 @@
    `buscar` under wrk vs the HTTP ceiling (constant_app.py) and vs pgbench running the API's own
    lookup SQL (pgbench.py); `buscar/lote`; export jobs (jobs.py); the loyalty report vs psql
    COPY of the worker's own query (copy_baseline.py); reports of every customer vs the bare csv
-   and XlsxWriter writers, and the seed time vs Faker one row at a time (writers.py).
+   and XlsxWriter writers, and the seed time vs Faker one row at a time (writers.py); last, the
+   soak: lookups and export jobs at a steady rate for minutes, in 10 s slices (soak.py).
 4. Results: bench/results/latest-<size>.md (figure | measured | baseline | ratio | target) and
-   latest-<size>.json; process and load-generator logs under var/bench/logs/.
+   latest-<size>.json; process and load-generator logs under var/bench/logs/. A run of some
+   groups only (--only) writes under var/bench/results/ instead, like the `tiny` size.
 
 The machine is shared, so absolute figures drift with its load (printed in the results); the
 ratios to same-run baselines are what compare across runs. Environment: BENCH_ADMIN_DATABASE_URL

@@ -76,9 +76,60 @@ def not_measured(key: str, name: str, unit: str, target: Target | None, why: str
 
 
 def number(value: float, unit: str) -> str:
-    decimals = DECIMALS.get(unit, 0)
     separator = "" if unit == "×" else " "
-    return f"{value:,.{decimals}f}{separator}{unit}".rstrip()
+    return f"{plain(value, unit)}{separator}{unit}".rstrip()
+
+
+def plain(value: float, unit: str) -> str:
+    """The value with its unit's decimals but not the unit: a cell under a column that names it."""
+    return f"{value:,.{DECIMALS.get(unit, 0)}f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    heading: str
+    unit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """The detail behind some figures (the soak's slices): after the figures in the markdown,
+    under "tables" in the JSON."""
+
+    key: str
+    title: str
+    columns: list[Column]
+    rows: list[dict[str, Any]]  # column key → number, text or None
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # JSON only: what the note summarises
+
+    def markdown(self) -> list[str]:
+        lines = [
+            f"## {self.title}",
+            "",
+            "| " + " | ".join(column.heading for column in self.columns) + " |",
+            "|" + "---|" * len(self.columns),
+        ]
+        for row in self.rows:
+            cells = [_cell(row.get(column.key), column.unit) for column in self.columns]
+            lines.append("| " + " | ".join(cells) + " |")
+        return lines + (["", self.note] if self.note else [])
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "columns": [{"key": c.key, "heading": c.heading, "unit": c.unit} for c in self.columns],
+            "rows": self.rows,
+            "note": self.note or None,
+            **self.details,
+        }
+
+
+def _cell(value: Any, unit: str) -> str:
+    if value is None:
+        return "—"
+    return plain(value, unit) if isinstance(value, int | float) else str(value)
 
 
 @dataclass
@@ -87,6 +138,7 @@ class Results:
     meta: dict[str, Any]  # the run's circumstances, as data (JSON)
     summary: list[str]  # the same for people (the markdown's first lines)
     figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
 
     def markdown(self) -> str:
         lines = [f"# `make bench SIZE={self.size}`", ""]
@@ -112,6 +164,8 @@ class Results:
                 notes.append(f"- {figure.name}: {figure.note}")
         if notes:
             lines += ["", "Notes:", "", *notes]
+        for table in self.tables:
+            lines += ["", *table.markdown()]
         return "\n".join(lines) + "\n"
 
     def as_json(self) -> dict[str, Any]:
@@ -119,6 +173,7 @@ class Results:
             "size": self.size,
             **self.meta,
             "figures": [figure.as_json() for figure in self.figures],
+            "tables": {table.key: table.as_json() for table in self.tables},
         }
 
     def write(self, directory: Path) -> tuple[Path, Path]:

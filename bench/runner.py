@@ -13,7 +13,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -21,9 +21,9 @@ from typing import TypeVar
 import httpx
 import psycopg
 
-from bench import copy_baseline, jobs, pgbench, services, writers, wrk
+from bench import copy_baseline, jobs, pgbench, services, soak, writers, wrk
 from bench import dataset as datasets
-from bench.report import Figure, Results, Target, not_measured
+from bench.report import Figure, Results, Table, Target, not_measured
 from bench.sizes import PUBLIC_SIZES, Size
 from tests import servers
 
@@ -37,6 +37,7 @@ BODY_SAMPLE = 51
 EVERY_CUSTOMER = {"desde": "2000-01-01", "monto_minimo": "0"}
 EMPTY_REPORT = {"desde": "2000-01-01", "hasta": "2000-01-02", "formato": "csv"}
 REPORTS_WORKER = "worker-reports"
+API = "api"
 # A 1M-row report in 15 s, and a 1M-customer seed in 3 min, as rates that apply to any size.
 CSV_ROWS_PER_SECOND = 1_000_000 / 15
 SEED_SECONDS_PER_MILLION = 180
@@ -58,6 +59,8 @@ class Context:
     seconds: int
     buscar: wrk.Load | None = None
     idle_rss_mb: float | None = None
+    soak_seconds: int = 0
+    tables: list[Table] = field(default_factory=list)
 
     @property
     def log(self) -> Path:
@@ -74,7 +77,11 @@ def say(message: str) -> None:
     print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
-def run(size: Size, seconds: int) -> Results:
+def run(
+    size: Size, seconds: int, only: frozenset[str] | None = None, soak_seconds: int | None = None
+) -> Results:
+    """Every group of figures, or those named in `only`; the soak for `soak_seconds` (the
+    size's default when None)."""
     started = datetime.now(UTC)
     load_at_start = os.getloadavg()[0]
     work_dir = services.fresh_work_dir(size.name)
@@ -87,16 +94,21 @@ def run(size: Size, seconds: int) -> Results:
     env = services.environment(dataset.url, key, port, work_dir)
     url = f"http://127.0.0.1:{port}"
     figures: list[Figure] = []
+    tables: list[Table] = []
     with services.running(services.procfile_processes(env, work_dir)) as processes:
         services.wait_ready(url, "/ready", processes)
         say(f"processes up: {', '.join(p.name for p in processes)}; API at {url}")
         auth = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=url, headers=auth, timeout=jobs.WAIT_SECONDS + 30) as client:
             context = Context(size, dataset, work_dir, url, key, env, processes, client, seconds)
-            for title, measure in GROUPS:
-                say(title)
-                figures += _guarded(title, measure, context)
-    figures += _guarded("seed_data", seed_figures, dataset)
+            context.soak_seconds = soak_seconds or size.soak_seconds
+            for name, title, measure in GROUPS:
+                if only is None or name in only:
+                    say(title)
+                    figures += _guarded(title, measure, context)
+            tables = context.tables
+    if only is None or SEED in only:
+        figures += _guarded("seed_data", seed_figures, dataset)
     compras = _purchases(dataset.url)
     load_at_end = os.getloadavg()[0]
     seconds_taken = (datetime.now(UTC) - started).total_seconds()
@@ -126,12 +138,13 @@ def run(size: Size, seconds: int) -> Results:
         f"{load_at_start:.2f} at start, {load_at_end:.2f} at end (figures drift with it: "
         "compare ratios)",
     ]
-    return Results(size.name, meta, summary, figures)
+    return Results(size.name, meta, summary, figures, tables)
 
 
-def results_dir(size: Size) -> Path:
-    # The development size never lands beside the committed results.
-    return RESULTS_DIR if size.name in PUBLIC_SIZES else services.WORK_DIR / "results"
+def results_dir(size: Size, only: frozenset[str] | None = None) -> Path:
+    # The development size, and a run of some groups only, never replace the committed results.
+    committed = size.name in PUBLIC_SIZES and only is None
+    return RESULTS_DIR if committed else services.WORK_DIR / "results"
 
 
 def _guarded(title: str, measure: Callable[[T], list[Figure]], context: T) -> list[Figure]:
@@ -160,9 +173,12 @@ def lookup_figures(context: Context) -> list[Figure]:
     requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
     load = _load(context, context.url, requests)
     context.buscar = load
-    ceiling, ceiling_note = _attempt(lambda: _http_ceiling(context, sample))
+    ceiling, ceiling_note = _attempt(lambda: _http_ceiling(context, sample, "fastapi"))
+    bare, bare_note = _attempt(lambda: _http_ceiling(context, sample, "asgi"))
     database, database_note = _attempt(lambda: _database_ceiling(context))
-    ceiling_name = "HTTP ceiling: constant JSON of the same size, same server settings"
+    ceiling_name = (
+        "HTTP ceiling: FastAPI route sending a constant JSON of the same size, same server settings"
+    )
     return [
         Figure(
             "buscar_rps",
@@ -173,6 +189,15 @@ def lookup_figures(context: Context) -> list[Figure]:
             ceiling_name,
             Target("≥ 4,000 req/s and ≥ 0.25× HTTP ceiling", at_least=4000, ratio_at_least=0.25),
             ceiling_note,
+        ),
+        Figure(
+            "buscar_rps_vs_bare_asgi",
+            "`buscar` rate vs the bare server",
+            "req/s",
+            load.requests_per_second,
+            bare.requests_per_second if bare else None,
+            "bare ASGI callable sending the same constant JSON, same server settings",
+            note=bare_note,
         ),
         Figure(
             "buscar_rps_vs_database",
@@ -231,10 +256,10 @@ def _load(context: Context, url: str, requests: Path) -> wrk.Load:
     return wrk.run(url, requests, authorization, context.seconds, context.log)
 
 
-def _http_ceiling(context: Context, sample: list[tuple[str, str]]) -> wrk.Load:
+def _http_ceiling(context: Context, sample: list[tuple[str, str]], app: str) -> wrk.Load:
     body = _typical_body(context, sample)
     port = servers.free_port()
-    server = services.constant_server(context.env, port, body)
+    server = services.constant_server(context.env, port, body, app)
     with services.running([server]):
         url = f"http://127.0.0.1:{port}"
         services.wait_ready(url, "/", [server])
@@ -427,7 +452,26 @@ def every_customer_figures(context: Context) -> list[Figure]:
     ]
 
 
-# 6. Seeding.
+# 6. The soak: lookups and export jobs at a steady rate for minutes (bench/soak.py).
+
+
+def soak_figures(context: Context) -> list[Figure]:
+    setup = soak.Setup(
+        url=context.url,
+        key=context.key,
+        dataset=context.dataset,
+        work_dir=context.work_dir,
+        log=context.log,
+        api=context.process(API),
+        workers=[process for process in context.processes if "worker" in process.argv],
+        seconds=context.soak_seconds,
+    )
+    figures, table = soak.measure(setup, say)
+    context.tables.append(table)
+    return figures
+
+
+# 7. Seeding.
 
 
 def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
@@ -448,13 +492,17 @@ def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
     ]
 
 
-GROUPS: list[tuple[str, Callable[[Context], list[Figure]]]] = [
-    ("buscar", lookup_figures),
-    ("buscar/lote", lote_figures),
-    ("export jobs", export_figures),
-    ("loyalty report", loyalty_figures),
-    ("every-customer reports", every_customer_figures),
+# (name for --only, title, measure), in the order they run.
+GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
+    ("buscar", "buscar", lookup_figures),
+    ("lote", "buscar/lote", lote_figures),
+    ("exports", "export jobs", export_figures),
+    ("loyalty", "loyalty report", loyalty_figures),
+    ("every-customer", "every-customer reports", every_customer_figures),
+    ("soak", "soak", soak_figures),
 ]
+SEED = "seed"  # measured when the dataset is built: no process needed
+GROUP_NAMES = (*(name for name, _, _ in GROUPS), SEED)
 
 
 def _purchases(database_url: str) -> int:

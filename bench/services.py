@@ -107,25 +107,25 @@ def running(processes: list[BenchProcess]) -> Iterator[list[BenchProcess]]:
 
 def procfile_processes(env: dict[str, str], work_dir: Path) -> list[BenchProcess]:
     return [
-        BenchProcess(name, _own_schedule(servers.procfile_argv(name), work_dir), env)
+        BenchProcess(name, _own_files_and_ports(servers.procfile_argv(name), work_dir), env)
         for name in servers.procfile()
     ]
 
 
-def _own_schedule(argv: list[str], work_dir: Path) -> list[str]:
-    """The scheduler's state file in the bench's directory, so that a `make run` of the same
-    checkout never shares it; nothing else of the command changes."""
-    if "--schedule" not in argv:
-        return argv
-    at = argv.index("--schedule") + 1
-    return [*argv[:at], str(work_dir / "celerybeat-schedule"), *argv[at + 1 :]]
+def _own_files_and_ports(argv: list[str], work_dir: Path) -> list[str]:
+    """The scheduler's state file in the bench's directory and the workers' metrics on free
+    ports, so that a `make run` or a test run never shares them; nothing else changes."""
+    own = {"--schedule": str(work_dir / "celerybeat-schedule")}
+    if "--metrics-port" in argv:
+        own["--metrics-port"] = str(servers.free_port())
+    return servers.replace_options(argv, own)
 
 
-def constant_server(env: dict[str, str], port: int, body: Path) -> BenchProcess:
+def constant_server(env: dict[str, str], port: int, body: Path, app: str) -> BenchProcess:
+    """bench.constant_app: `app` is "fastapi" or "asgi"."""
     argv = [sys.executable, "-m", "bench.constant_app"]
-    return BenchProcess(
-        "http-ceiling", argv, {**env, "PORT": str(port), "BENCH_CONSTANT_BODY": str(body)}
-    )
+    own = {"PORT": str(port), "BENCH_CONSTANT_BODY": str(body), "BENCH_CONSTANT_APP": app}
+    return BenchProcess(f"http-ceiling-{app}", argv, {**env, **own})
 
 
 def wait_ready(url: str, path: str, processes: list[BenchProcess], timeout: float = 60) -> None:
@@ -149,6 +149,27 @@ def peak_rss_mb(process: BenchProcess) -> float:
     if not peaks:
         raise RuntimeError(f"{process.name} has no pool process")
     return max(peaks) / 1024
+
+
+def tree_rss_mb(process: BenchProcess) -> float:
+    """Resident memory (VmRSS) of a process and all its descendants: the API's uvicorn master
+    and its workers, a Celery worker and its pool processes."""
+    pids = [process.pid]
+    for pid in pids:  # the list grows as children are found: every level is visited
+        pids += _children(pid)
+    kilobytes = 0
+    for pid in pids:
+        for line in _status(pid):
+            if line.startswith("VmRSS:"):
+                kilobytes += int(line.split()[1])
+    return kilobytes / 1024
+
+
+def _status(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:  # the process ended meanwhile (a recycled pool process): nothing to count
+        return []
 
 
 def _children(parent: int) -> list[int]:

@@ -11,6 +11,7 @@ class Size:
     clientes: int
     compras_por_cliente: int = 10
     seed: int = 42
+    soak_seconds: int = 180  # the soak's default length (--soak-seconds)
 
     @property
     def database(self) -> str:
@@ -25,7 +26,7 @@ class Size:
 SIZES = {
     size.name: size
     for size in (
-        Size("tiny", 5_000),  # development only: a harness check in seconds
+        Size("tiny", 5_000, soak_seconds=20),  # development only: a harness check in seconds
         Size("small", 100_000),
         Size("large", 1_000_000),
     )

@@ -37,14 +37,24 @@ class Load:
         return (self.requests - self.non_2xx) / self.seconds
 
 
-def run(url: str, requests_file: Path, authorization: str, seconds: int, log: Path) -> Load:
-    """`wrk -t2 -c64 -d<seconds>s --latency` against `url` (loopback only)."""
+def run(
+    url: str,
+    requests_file: Path,
+    authorization: str,
+    seconds: int,
+    log: Path,
+    connections: int = CONNECTIONS,
+    delay_ms: float | None = None,
+) -> Load:
+    """`wrk -t2 -c<connections> -d<seconds>s --latency` against `url` (loopback only). With
+    `delay_ms`, each connection waits about that long between an answer and its next request:
+    a paced load instead of as fast as the server answers."""
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"the load generator only targets loopback addresses, not {url}")
     argv = [
         "wrk",
         f"-t{THREADS}",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{seconds}s",
         "--latency",
         "-s",
@@ -56,11 +66,16 @@ def run(url: str, requests_file: Path, authorization: str, seconds: int, log: Pa
         "BENCH_REQUESTS": str(requests_file),
         "BENCH_AUTHORIZATION": authorization,
     }
+    if delay_ms is not None:
+        env["BENCH_DELAY_MS"] = f"{delay_ms:.1f}"
     done = subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False
     )
     with log.open("a") as output:
-        output.write(f"$ {' '.join(argv)}  # {requests_file.name}\n{done.stdout}{done.stderr}\n")
+        paced = f", delay {delay_ms:.1f} ms" if delay_ms is not None else ""
+        output.write(
+            f"$ {' '.join(argv)}  # {requests_file.name}{paced}\n{done.stdout}{done.stderr}\n"
+        )
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr.strip()[-500:]}")
     return parse(done.stdout)

@@ -2,7 +2,10 @@
 -- figures as one JSON line that bench/wrk.py reads.
 --   BENCH_REQUESTS       a Lua file returning {method = "GET", items = {{path = ..., body = ...}, ...}}
 --   BENCH_AUTHORIZATION  the Authorization header sent with every request
+--   BENCH_DELAY_MS       optional: each connection waits about this long between an answer and
+--                        its next request, which paces the load (the soak); unset, back to back
 local spec = dofile(os.getenv("BENCH_REQUESTS"))
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS"))
 local prepared = {}
 local threads = 0
 
@@ -26,6 +29,14 @@ end
 
 function request()
   return prepared[math.random(#prepared)]
+end
+
+-- Defined only when pacing: wrk schedules a timer per request as soon as delay() exists.
+if delay_ms then
+  function delay()
+    -- Uniform in [0.5, 1.5] × the mean, so the connections drift apart instead of firing in step.
+    return math.floor(delay_ms * (0.5 + math.random()))
+  end
 end
 
 function done(summary, latency, requests)
