@@ -21,7 +21,7 @@ from typing import TypeVar
 import httpx
 import psycopg
 
-from bench import copy_baseline, jobs, pgbench, services, soak, writers, wrk
+from bench import copy_baseline, drivers, jobs, pgbench, services, soak, writers, wrk
 from bench import dataset as datasets
 from bench.report import Figure, Results, Table, Target, not_measured
 from bench.sizes import PUBLIC_SIZES, Size
@@ -293,6 +293,36 @@ def _database_ceiling(context: Context) -> pgbench.Ceiling:
 # 2. Batch lookups.
 
 
+def driver_figures(context: Context) -> list[Figure]:
+    """SQLAlchemy's async engine against psycopg's pool for the lookup SQL (bench/drivers.py);
+    the API is idle meanwhile."""
+    documents = datasets.documents(context.dataset.url)
+    measured = drivers.compare(context.dataset.url, documents, context.seconds / 2)
+    alchemy, plain = measured.sqlalchemy, measured.psycopg
+    what = (
+        f"{drivers.CONCURRENCY} concurrent lookups in one process, {context.seconds / 2:.0f} s each"
+    )
+    return [
+        Figure(
+            "driver_cpu_us",
+            "lookup SQL via psycopg's async pool: CPU per query",
+            "µs",
+            plain.cpu_us_per_query,
+            alchemy.cpu_us_per_query,
+            "the same SQL via SQLAlchemy's async engine",
+            note=what,
+        ),
+        Figure(
+            "driver_qps",
+            "lookup SQL via psycopg's async pool: rate",
+            "queries/s",
+            plain.queries_per_second,
+            alchemy.queries_per_second,
+            "the same SQL via SQLAlchemy's async engine",
+        ),
+    ]
+
+
 def lote_figures(context: Context) -> list[Figure]:
     sample = datasets.documents(context.dataset.url)
     requests = datasets.lote_requests(context.work_dir / "lote.lua", sample)
@@ -495,6 +525,7 @@ def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
 # (name for --only, title, measure), in the order they run.
 GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
     ("buscar", "buscar", lookup_figures),
+    ("drivers", "lookup SQL: SQLAlchemy async against psycopg", driver_figures),
     ("lote", "buscar/lote", lote_figures),
     ("exports", "export jobs", export_figures),
     ("loyalty", "loyalty report", loyalty_figures),
