@@ -336,3 +336,21 @@ def test_excel_refuses_rows_beyond_its_sheet_limit(
     monkeypatch.setattr(excel.__name__ + ".MAX_ROWS", len(exported.compras))
     with pytest.raises(excel.TooManyRows, match="do not fit in an Excel sheet"):
         render(engine, exported.cliente.id, "excel")
+
+
+@pytest.mark.parametrize(
+    ("total", "reported"),
+    [
+        (100, list(range(5, 100, 5))),  # every 5 %, never 100 before the file is closed
+        (7, [14, 28, 42, 57, 71, 85, 99]),  # each row is a step of its own
+        (1, [99]),
+        (1000, list(range(5, 100, 5))),
+    ],
+)
+def test_progress_is_reported_in_steps_while_rows_stream(total: int, reported: list[int]) -> None:
+    calls: list[int] = []
+    rows = [(n,) for n in range(total)]
+    counted = exports._Counted(rows, total_of=lambda _: total, on_progress=calls.append)
+    assert list(counted) == rows
+    assert counted.count == total
+    assert calls == reported

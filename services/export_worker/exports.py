@@ -97,15 +97,24 @@ class _Counted(Generic[RowT]):
         self.count = 0
 
     def __iter__(self) -> Iterator[RowT]:
+        # The row count at which progress is next worth a look: one comparison per row.
+        look_at = 1 if self._on_progress and self._total_of else None
         for row in self._rows:
             yield row
             self.count += 1
-            if self._on_progress and self._total_of:
-                # 100 is for the finished file, after the writer has closed it.
-                percent = min(99, self.count * 100 // self._total_of(row))
-                if percent >= self._reported + PROGRESS_STEP:
-                    self._reported = percent
-                    self._on_progress(percent)
+            if look_at is not None and self.count >= look_at:
+                look_at = self._report(row)
+
+    def _report(self, row: RowT) -> int:
+        """Report progress if it moved a step; returns the row count of the next step."""
+        assert self._on_progress is not None and self._total_of is not None
+        total = self._total_of(row)
+        # 100 is for the finished file, after the writer has closed it.
+        percent = min(99, self.count * 100 // total)
+        if percent >= self._reported + PROGRESS_STEP:
+            self._reported = percent
+            self._on_progress(percent)
+        return -(-(self._reported + PROGRESS_STEP) * total // 100)  # ceiling division
 
 
 def _file_format(formato: str, allowed: tuple[str, ...]) -> FileFormat:

@@ -61,6 +61,9 @@ class Document:
         """The table rows behind the record and totals values; when the table is empty, one row
         still carries the record (a customer without purchases is still exported)."""
         leading = [value for _, value in (*self.record, *self.totals)]
+        if not leading:  # a report: its rows as they are, no copy per row
+            yield from self.rows
+            return
         empty = True
         for row in self.rows:
             empty = False
@@ -111,12 +114,18 @@ def _looks_like_formula(text: str) -> bool:
     return text.startswith(FORMULA_TRIGGERS) and not _is_number_or_phone(text)
 
 
+# Only text starting with one of these can need escaping: the common case is one set lookup.
+_MAY_NEED_ESCAPING = frozenset((*FORMULA_TRIGGERS, FORMULA_ESCAPE))
+
+
 def escape_formula(text: str) -> str:
     """Neutralise CSV formula injection: `=HYPERLINK(...)` becomes `'=HYPERLINK(...)`.
 
     Text that already looks escaped (quotes before a formula) gets one more quote, so that
     `unescape_formula` gives back exactly the original.
     """
+    if not text or text[0] not in _MAY_NEED_ESCAPING:  # every report row calls this ~6 times
+        return text
     if _looks_like_formula(text.lstrip(FORMULA_ESCAPE)):
         return FORMULA_ESCAPE + text
     return text
