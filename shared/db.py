@@ -4,9 +4,10 @@ keys, and a plain psycopg pool for the lookups (their SQL renders the JSON; no O
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, Executable, Row, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings, get_settings, to_libpq_url
@@ -34,6 +35,15 @@ def sync_engine() -> Engine:
         connect_args=_connect_args(settings),
         hide_parameters=HIDE_PARAMETERS,
     )
+
+
+def execute_alone(engine: Engine, statement: Executable) -> Row[Any] | None:
+    """Run a statement that is a whole transaction by itself (a job's claim, heartbeat or
+    outcome), committed as it runs: one round trip where BEGIN, statement, COMMIT take three.
+    Returns its first row, if any."""
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        return connection.execute(statement).first()
 
 
 def async_engine(settings: Settings | None = None) -> AsyncEngine:

@@ -129,10 +129,8 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stopped.wait(HEARTBEAT_SECONDS):
             try:
-                with self._engine.begin() as connection:
-                    alive = connection.execute(
-                        jobs.heartbeat(self._job.id, self._job.attempt, self._progress)
-                    ).first()
+                beat = jobs.heartbeat(self._job.id, self._job.attempt, self._progress)
+                alive = db.execute_alone(self._engine, beat)
             except Exception as error:
                 # The render will meet the same outage and decide; keep beating meanwhile.
                 log.warning("heartbeat of job %s failed: %s", self._job.id, type(error).__name__)
@@ -226,8 +224,7 @@ def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, A
 
 
 def _finish(engine: Engine, job: ClaimedJob, transition: Any, status: jobs.Status) -> bool:
-    with engine.begin() as connection:
-        done = connection.execute(transition).first() is not None
+    done = db.execute_alone(engine, transition) is not None
     if done:
         if status in metrics.OUTCOMES:  # counted before anyone waiting hears of it
             _count_outcome(job, status)
@@ -240,11 +237,8 @@ def _count_outcome(job: ClaimedJob, status: jobs.Status) -> None:
 
 
 def _current_status(engine: Engine, job: ClaimedJob) -> jobs.Status | None:
-    with engine.connect() as connection:
-        status: jobs.Status | None = connection.execute(
-            jobs.select_status(job.id)
-        ).scalar_one_or_none()
-    return status
+    row = db.execute_alone(engine, jobs.select_status(job.id))
+    return None if row is None else jobs.Status(row.status)
 
 
 def _count_if_canceled(engine: Engine, job: ClaimedJob) -> None:
@@ -294,8 +288,7 @@ def run(celery_task: Task, job_id_text: str) -> None:
     engine = db.sync_engine()
     job_id = uuid.UUID(job_id_text)
     try:
-        with engine.begin() as connection:
-            row = connection.execute(jobs.claim(job_id)).first()
+        row = db.execute_alone(engine, jobs.claim(job_id))
     except Exception as error:
         if not is_transient(error):
             raise
@@ -328,13 +321,10 @@ def run(celery_task: Task, job_id_text: str) -> None:
 
 def _request_id_of(engine: Engine, job_id: uuid.UUID) -> str | None:
     try:
-        with engine.connect() as connection:
-            request_id: str | None = connection.execute(
-                jobs.select_request_id(job_id)
-            ).scalar_one_or_none()
+        row = db.execute_alone(engine, jobs.select_request_id(job_id))
     except Exception:  # only a log line's request id is at stake
         return None
-    return request_id
+    return None if row is None else row.request_id
 
 
 def _attempt(engine: Engine, job: ClaimedJob) -> int | None:

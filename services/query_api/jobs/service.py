@@ -52,8 +52,18 @@ async def create_job(
     """A new queued job (or, for a known Idempotency-Key, the job it made), then its message."""
     now = datetime.now(UTC)
     params = parse(now)
-    async with db.begin() as connection:
-        if idempotency_key is not None:
+
+    if idempotency_key is None:
+        async with db.connect() as connection:
+            # Nothing to keep consistent between the two statements (the worker looks for the
+            # customer again), so each commits as it runs: no BEGIN and COMMIT round trips.
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            created = await _insert(
+                connection, owner, job_type, params, idempotency_key, request_id, now
+            )
+        assert created is not None  # without a key there is no conflict to skip
+    else:
+        async with db.begin() as connection:
             await connection.execute(
                 jobs.forget_idempotency_key(
                     owner.key_id, idempotency_key, older_than=IDEMPOTENCY_WINDOW
@@ -62,29 +72,42 @@ async def create_job(
             earlier = await _by_idempotency_key(connection, owner, idempotency_key)
             if earlier is not None:
                 return _same_request_or_422(earlier, job_type, parse)
-        if isinstance(params, ExportParams) and not await _cliente_exists(
-            connection, params.cliente_id
-        ):
-            raise NotFound(f"No customer with id {params.cliente_id}.")
-        created = (
-            await connection.execute(
-                jobs.create(
-                    job_type=job_type,
-                    params=params.as_json(),
-                    api_key_id=owner.key_id,
-                    idempotency_key=idempotency_key,
-                    request_id=request_id,
-                    created_at=now,
-                )
+            created = await _insert(
+                connection, owner, job_type, params, idempotency_key, request_id, now
             )
-        ).first()
-        if created is None:  # a concurrent request with the same key committed first
-            earlier = await _by_idempotency_key(connection, owner, idempotency_key or "")
-            assert earlier is not None
-            return _same_request_or_422(earlier, job_type, parse)
+            if created is None:  # a concurrent request with the same key committed first
+                earlier = await _by_idempotency_key(connection, owner, idempotency_key)
+                assert earlier is not None
+                return _same_request_or_422(earlier, job_type, parse)
     metrics.JOBS_CREATED.labels(job_type).inc()
     log.info("job %s created", created.id, extra={"job_id": str(created.id), "type": job_type})
     await _publish(created.id, job_type)
+    return created
+
+
+async def _insert(
+    connection: AsyncConnection,
+    owner: Principal,
+    job_type: JobType,
+    params: JobParams,
+    idempotency_key: str | None,
+    request_id: str | None,
+    created_at: datetime,
+) -> Row[Any] | None:
+    """The queued job's row; None when its Idempotency-Key was taken meanwhile."""
+    if isinstance(params, ExportParams) and not await _cliente_exists(
+        connection, params.cliente_id
+    ):
+        raise NotFound(f"No customer with id {params.cliente_id}.")
+    statement = jobs.create(
+        job_type=job_type,
+        params=params.as_json(),
+        api_key_id=owner.key_id,
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+        created_at=created_at,
+    )
+    created: Row[Any] | None = (await connection.execute(statement)).first()
     return created
 
 
