@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from services.export_worker import exports, queries
 from shared.models import Cliente
@@ -40,8 +40,10 @@ HEADER = [
     "Monto total",
 ]
 WINDOW_DAYS = 10
-# Start days of the windows, 10 days apart, shuffled so that reruns differ.
-_window_starts = random.sample(range(0, 3600, WINDOW_DAYS), 40)
+# Start days of the windows, shuffled so that reruns differ, with a window's length between two:
+# a test also buys just outside its own window (at hasta, just before desde), which must not land
+# in another test's window.
+_window_starts = random.sample(range(0, 3600, 2 * WINDOW_DAYS), 40)
 
 
 class Window:
@@ -264,6 +266,38 @@ def test_progress_is_reported_now_and_then(engine: Engine, window: Window) -> No
     assert progress[0] == 0 and progress[-1] == 100
     assert progress == sorted(progress)
     assert 3 < len(progress) < rendered.row_count  # not once per row
+
+
+class Stopped(Exception):
+    pass
+
+
+@pytest.mark.timeout(60)
+def test_a_report_stopped_midway_frees_its_connection_at_once(
+    engine: Engine, window: Window
+) -> None:
+    """A canceled job stops its report in the middle of the rows: the unfinished stream must let
+    go of the connection, or the rollback that follows would wait on it for ever."""
+    for amount in range(25):
+        customer_spending(engine, str(6000000 + amount), when=window.middle)
+
+    def stop_after_the_first_step(percent: int) -> None:
+        if percent > 0:
+            raise Stopped
+
+    with engine.connect() as connection:
+        with pytest.raises(Stopped), connection.begin():
+            exports.render_reporte_fidelizacion(
+                connection,
+                desde=window.desde,
+                hasta=window.hasta,
+                monto_minimo=MINIMO,
+                formato="csv",
+                out=io.BytesIO(),
+                generated_at=GENERATED_AT,
+                on_progress=stop_after_the_first_step,
+            )
+        assert connection.execute(select(1)).scalar_one() == 1
 
 
 def test_a_report_is_not_a_txt(engine: Engine, window: Window) -> None:
