@@ -158,22 +158,27 @@ def render_export_cliente(
         cliente.fecha_registro,
         "sí" if cliente.activo else "no",
     ]
-    compras = _Counted(queries.compras(connection, cliente_id))
-    document = Document(
-        title="Exportación de cliente",
-        sheet_name="Cliente",
-        columns=COMPRA_COLUMNS,
-        rows=compras,
-        parameters=[("Cliente (id)", cliente_id), ("Formato", formato)],
-        generated_at=generated_at,
-        timezone=timezone,
-        record=list(zip(CLIENTE_COLUMNS, record_values, strict=True)),
-        record_title="Cliente",
-        totals=list(
-            zip(TOTALES_COLUMNS, (cliente.total_compras, cliente.monto_total_compras), strict=True)
-        ),
-    )
-    file_format.render(document, out)
+    with queries.compras(connection, cliente_id) as rows:
+        compras = _Counted(rows)
+        document = Document(
+            title="Exportación de cliente",
+            sheet_name="Cliente",
+            columns=COMPRA_COLUMNS,
+            rows=compras,
+            parameters=[("Cliente (id)", cliente_id), ("Formato", formato)],
+            generated_at=generated_at,
+            timezone=timezone,
+            record=list(zip(CLIENTE_COLUMNS, record_values, strict=True)),
+            record_title="Cliente",
+            totals=list(
+                zip(
+                    TOTALES_COLUMNS,
+                    (cliente.total_compras, cliente.monto_total_compras),
+                    strict=True,
+                )
+            ),
+        )
+        file_format.render(document, out)
     filename = (
         f"cliente_{_filename_part(cliente.codigo)}_{_filename_part(cliente.numero_documento)}"
     )
@@ -202,28 +207,29 @@ def render_reporte_fidelizacion(
     rule = queries.LoyaltyRule(desde=desde, hasta=hasta, monto_minimo=monto_minimo)
     if on_progress:
         on_progress(0)
-    rows = _Counted(
-        queries.reporte_fidelizacion(connection, rule),
-        total_of=lambda row: int(row.filas),
-        on_progress=on_progress,
-    )
-    document = Document(
-        title="Reporte de fidelización",
-        sheet_name="Reporte",
-        columns=REPORTE_COLUMNS,
-        # The last column, filas, is for progress only.
-        rows=(row[:-1] for row in rows),
-        parameters=[
-            ("Desde (incluido)", desde),
-            ("Hasta (excluido)", hasta),
-            ("Monto mínimo (el total debe superarlo)", monto_minimo),
-            ("Formato", formato),
-            ("Regla", LOYALTY_RULE_TEXT),
-        ],
-        generated_at=generated_at,
-        timezone=timezone,
-    )
-    file_format.render(document, out)
+    with queries.reporte_fidelizacion(connection, rule) as report_rows:
+        rows = _Counted(
+            report_rows,
+            total_of=lambda row: int(row[-1]),
+            on_progress=on_progress,
+        )
+        document = Document(
+            title="Reporte de fidelización",
+            sheet_name="Reporte",
+            columns=REPORTE_COLUMNS,
+            # The last column, filas, is for progress only.
+            rows=(row[:-1] for row in rows),
+            parameters=[
+                ("Desde (incluido)", desde),
+                ("Hasta (excluido)", hasta),
+                ("Monto mínimo (el total debe superarlo)", monto_minimo),
+                ("Formato", formato),
+                ("Regla", LOYALTY_RULE_TEXT),
+            ],
+            generated_at=generated_at,
+            timezone=timezone,
+        )
+        file_format.render(document, out)
     if on_progress:
         on_progress(100)
     period = "_".join(

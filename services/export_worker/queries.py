@@ -1,13 +1,14 @@
 """The SQL behind the export files, and the loyalty rule it applies.
 
-Rows stream from a server-side cursor (`stream_results` + `yield_per`): a file of a million rows
-never holds more than one batch in memory. Run inside the caller's transaction, so that a
-customer's totals and purchase list come from the same snapshot.
+Rows stream in chunks (`_streamed`): a file of a million rows never holds more than one chunk in
+memory. Run inside the caller's transaction, so that a customer's totals and purchase list come
+from the same snapshot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -38,11 +39,27 @@ COMPLETADA = literal_column("'completada'", String)
 Columns = TypeVarTuple("Columns")
 
 
-def _streamed(connection: Connection, statement: Select[*Columns]) -> Iterator[Row[*Columns]]:
-    options = {"stream_results": True, "yield_per": STREAM_BATCH_ROWS}
-    # Closed even when the reader stops early, which frees the server-side cursor at once.
-    with connection.execute(statement, execution_options=options) as result:
-        yield from result
+@contextmanager
+def _streamed(
+    connection: Connection, statement: Select[*Columns]
+) -> Iterator[Iterator[tuple[*Columns]]]:
+    """The statement's rows as PostgreSQL sends them, STREAM_BATCH_ROWS at a time (libpq's
+    chunked-rows mode, through the connection's open transaction).
+
+    Not a server-side cursor (DECLARE … FETCH): PostgreSQL never plans a cursor's query with
+    parallel workers, and the reports' aggregate needs them (every customer at the large size:
+    first row after 6.1 s instead of 8.6 s, all rows fetched in 7.3 s instead of 12). The stream
+    holds the connection until it is closed, so it is closed on the way out of the block, before
+    anything else (a rollback after an error) uses the connection.
+    """
+    compiled = statement.compile(dialect=connection.dialect)
+    # Only types psycopg adapts by itself (text, numbers, timestamps): no bind processors to run.
+    with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        rows = cursor.stream(compiled.string, compiled.params, size=STREAM_BATCH_ROWS)
+        try:
+            yield rows
+        finally:
+            rows.close()  # an unfinished stream cancels its query and frees the connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +104,9 @@ class LoyaltyRule:
 
 
 ClienteRow = Row[str, str, str, str, str, str, datetime, bool, int, Decimal]
-CompraRow = Row[str, datetime, Decimal, str, str]
-ReporteRow = Row[str, str, str, str, str, str, int, Decimal, int]
+CompraRow = tuple[str, datetime, Decimal, str, str]
+# The last column, filas, is the number of rows of the whole report.
+ReporteRow = tuple[str, str, str, str, str, str, int, Decimal, int]
 
 
 def cliente(connection: Connection, cliente_id: int) -> ClienteRow | None:
@@ -115,7 +133,7 @@ def cliente(connection: Connection, cliente_id: int) -> ClienteRow | None:
     return connection.execute(statement).first()
 
 
-def compras(connection: Connection, cliente_id: int) -> Iterator[CompraRow]:
+def compras(connection: Connection, cliente_id: int) -> AbstractContextManager[Iterator[CompraRow]]:
     """All the customer's purchases, newest first (the index ix_compras_cliente_fecha's order)."""
     statement = (
         select(
@@ -178,6 +196,8 @@ def prepare_report_transaction(connection: Connection) -> None:
     connection.execute(select(func.set_config("work_mem", REPORT_WORK_MEM, True)))
 
 
-def reporte_fidelizacion(connection: Connection, rule: LoyaltyRule) -> Iterator[ReporteRow]:
+def reporte_fidelizacion(
+    connection: Connection, rule: LoyaltyRule
+) -> AbstractContextManager[Iterator[ReporteRow]]:
     prepare_report_transaction(connection)
     return _streamed(connection, reporte_fidelizacion_statement(rule))
