@@ -53,8 +53,9 @@ def async_engine(settings: Settings | None = None) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=0,
         pool_timeout=5,
-        # No pre-ping: it would double the round trips of every lookup. A connection found dead
-        # is invalidated with the rest of the pool on its first error (that request gets 503).
+        # No pre-ping: it would add a round trip to every job and key statement. A connection
+        # found dead is invalidated with the rest of the pool on its first error (that request
+        # gets 503).
         pool_recycle=1800,
         connect_args=_connect_args(settings),
         hide_parameters=HIDE_PARAMETERS,

@@ -27,10 +27,8 @@ from sqlalchemy import (
     Select,
     Update,
     func,
-    literal,
     null,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -86,18 +84,9 @@ class JobError:
         return asdict(self)
 
 
-def event_channel(job_id: uuid.UUID | str) -> str:
-    """The Redis pub/sub channel announcing that a job's row changed (published after commit)."""
-    return f"job:{job_id}"
-
-
 def storage_key(job_id: uuid.UUID | str, filename: str) -> str:
     # Fixed per job: a retried attempt overwrites its predecessor's file, never adds another.
     return f"jobs/{job_id}/{filename}"
-
-
-def download_url(job_id: uuid.UUID | str) -> str:
-    return f"/api/jobs/{job_id}/download"
 
 
 # What the API shows of a job (SPEC §4), and what a worker needs to run one.
@@ -139,7 +128,7 @@ def _owned_by(attempt: int) -> ColumnElement[bool]:
     return Job.attempts == attempt
 
 
-# Creation and reading (API).
+# Creation (API).
 
 
 def create(
@@ -170,63 +159,12 @@ def create(
     return statement.returning(*PUBLIC_COLUMNS)
 
 
-def forget_idempotency_key(api_key_id: uuid.UUID, key: str, *, older_than: timedelta) -> Update:
-    """An idempotency key is remembered for a while only; past that the same key starts anew."""
-    return (
-        update(Job)
-        .where(
-            Job.api_key_id == api_key_id,
-            Job.idempotency_key == key,
-            Job.created_at < func.now() - older_than,
-        )
-        .values(idempotency_key=None)
-    )
-
-
-def select_by_idempotency_key(api_key_id: uuid.UUID, key: str) -> Select[Any]:
-    return select(*PUBLIC_COLUMNS).where(Job.api_key_id == api_key_id, Job.idempotency_key == key)
-
-
-def select_owned(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Select[Any]:
-    return select(*PUBLIC_COLUMNS, Job.storage_key).where(
-        Job.id == job_id, Job.api_key_id == api_key_id
-    )
-
-
 def select_status(job_id: uuid.UUID) -> Select[Any]:
     return select(Job.status).where(Job.id == job_id)
 
 
 def select_request_id(job_id: uuid.UUID) -> Select[Any]:
     return select(Job.request_id).where(Job.id == job_id)
-
-
-def select_page(
-    api_key_id: uuid.UUID,
-    *,
-    limit: int,
-    after: tuple[datetime, uuid.UUID] | None = None,
-    status: Status | None = None,
-    job_type: JobType | None = None,
-) -> Select[Any]:
-    """One page of an owner's jobs, newest first, resuming after (created_at, id) (keyset)."""
-    query = (
-        select(*PUBLIC_COLUMNS)
-        .where(Job.api_key_id == api_key_id)
-        .order_by(Job.created_at.desc(), Job.id.desc())
-        .limit(limit)
-    )
-    if after is not None:
-        created_at, job_id = after
-        query = query.where(
-            tuple_(Job.created_at, Job.id)
-            < tuple_(literal(created_at, Job.created_at.type), literal(job_id, Job.id.type))
-        )
-    if status is not None:
-        query = query.where(Job.status == status)
-    if job_type is not None:
-        query = query.where(Job.type == job_type)
-    return query
 
 
 # A worker's transitions: claim, heartbeat, then exactly one of succeed / fail / release.

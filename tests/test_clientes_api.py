@@ -17,7 +17,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from services.query_api.clientes import etag, pagination, repository
+from services.query_api import cursors
+from services.query_api.clientes import endpoints, etag, repository
 from shared.models import Cliente
 from shared.settings import to_libpq_url
 from tests.conftest import assert_problem
@@ -193,7 +194,7 @@ def test_forged_truncated_or_foreign_cursors_are_400(client: httpx.Client, engin
     compras = client.get(f"/api/clientes/{cliente.id}/compras", params={"limit": 1}).json()
     compras_cursor = parse_qs(urlsplit(compras["next"]).query)["cursor"][0]
     flipped = cursor[:3] + ("A" if cursor[3] != "A" else "B") + cursor[4:]
-    forged = pagination.encode_id(0, purpose="clientes", secret="not-the-server-secret")
+    forged = cursors.encode_id(0, purpose="clientes", secret="not-the-server-secret")
     for bad in [flipped, cursor[:-3], cursor + "A", "!!!", "null", forged, compras_cursor]:
         response = client.get("/api/clientes", params={"q": name, "cursor": bad})
         assert_problem(response, 400, field="cursor")
@@ -573,59 +574,59 @@ _SECRET = "test-secret"
 
 @given(key=_keys, purpose=st.text(), secret=st.text(min_size=1))
 def test_cursor_round_trip(key: list[int | str], purpose: str, secret: str) -> None:
-    cursor = pagination.encode(key, purpose=purpose, secret=secret)
+    cursor = cursors.encode(key, purpose=purpose, secret=secret)
     assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor)
-    assert pagination.decode(cursor, purpose=purpose, secret=secret) == key
+    assert cursors.decode(cursor, purpose=purpose, secret=secret) == key
 
 
 @given(key=_keys, position=st.integers(min_value=0), replacement=st.characters())
 def test_any_changed_character_is_refused(
     key: list[int | str], position: int, replacement: str
 ) -> None:
-    cursor = pagination.encode(key, purpose="clientes", secret=_SECRET)
+    cursor = cursors.encode(key, purpose="clientes", secret=_SECRET)
     index = position % len(cursor)
     assume(cursor[index] != replacement)
     changed = cursor[:index] + replacement + cursor[index + 1 :]
-    with pytest.raises(pagination.InvalidCursor):
-        pagination.decode(changed, purpose="clientes", secret=_SECRET)
+    with pytest.raises(cursors.InvalidCursor):
+        cursors.decode(changed, purpose="clientes", secret=_SECRET)
 
 
 @given(key=_keys, cut=st.integers(min_value=1))
 def test_truncated_cursors_are_refused(key: list[int | str], cut: int) -> None:
-    cursor = pagination.encode(key, purpose="clientes", secret=_SECRET)
-    with pytest.raises(pagination.InvalidCursor):
-        pagination.decode(cursor[: -(cut % len(cursor)) or -1], purpose="clientes", secret=_SECRET)
+    cursor = cursors.encode(key, purpose="clientes", secret=_SECRET)
+    with pytest.raises(cursors.InvalidCursor):
+        cursors.decode(cursor[: -(cut % len(cursor)) or -1], purpose="clientes", secret=_SECRET)
 
 
 @given(garbage=st.text())
 def test_garbage_is_refused_never_crashes(garbage: str) -> None:
-    with pytest.raises(pagination.InvalidCursor):
-        pagination.decode(garbage, purpose="clientes", secret=_SECRET)
+    with pytest.raises(cursors.InvalidCursor):
+        cursors.decode(garbage, purpose="clientes", secret=_SECRET)
 
 
 def test_a_cursor_is_bound_to_its_purpose_and_secret() -> None:
-    cursor = pagination.encode_id(42, purpose="clientes", secret=_SECRET)
-    assert pagination.decode_id(cursor, purpose="clientes", secret=_SECRET) == 42
+    cursor = cursors.encode_id(42, purpose="clientes", secret=_SECRET)
+    assert cursors.decode_id(cursor, purpose="clientes", secret=_SECRET) == 42
     for purpose, secret in [("compras:1", _SECRET), ("clientes", "another secret")]:
-        with pytest.raises(pagination.InvalidCursor):
-            pagination.decode(cursor, purpose=purpose, secret=secret)
-    with pytest.raises(pagination.InvalidCursor):  # right signature, wrong key shape
-        pagination.decode_moment_id(cursor, purpose="clientes", secret=_SECRET)
+        with pytest.raises(cursors.InvalidCursor):
+            cursors.decode(cursor, purpose=purpose, secret=secret)
+    with pytest.raises(cursors.InvalidCursor):  # right signature, wrong key shape
+        cursors.decode_moment_id(cursor, purpose="clientes", secret=_SECRET)
 
 
 @given(moment=st.datetimes(timezones=st.just(UTC)), last_id=st.integers(1, 2**63 - 1))
 def test_moment_id_cursor_round_trip(moment: datetime, last_id: int) -> None:
-    cursor = pagination.encode_moment_id((moment, last_id), purpose="c", secret=_SECRET)
-    assert pagination.decode_moment_id(cursor, purpose="c", secret=_SECRET) == (moment, last_id)
+    cursor = cursors.encode_moment_id((moment, last_id), purpose="c", secret=_SECRET)
+    assert cursors.decode_moment_id(cursor, purpose="c", secret=_SECRET) == (moment, last_id)
 
 
 def test_page_body_wraps_documents_postgresql_rendered() -> None:
-    body = pagination.page_body(['{"id" : 1}', '{"id" : 2}'], "http://x/api/clientes?cursor=a")
+    body = endpoints.page_body(['{"id" : 1}', '{"id" : 2}'], "http://x/api/clientes?cursor=a")
     assert orjson.loads(body) == {
         "results": [{"id": 1}, {"id": 2}],
         "next": "http://x/api/clientes?cursor=a",
     }
-    assert orjson.loads(pagination.page_body([], None)) == {"results": [], "next": None}
+    assert orjson.loads(endpoints.page_body([], None)) == {"results": [], "next": None}
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, Row, Update, text
 
+from services.query_api.jobs import repository
 from shared import api_keys, jobs
 from shared.jobs import JobError, JobType, Status
 
@@ -302,7 +303,7 @@ def test_an_idempotency_key_is_taken_once_until_forgotten(engine: Engine, owner:
             )
         ).first()
         assert duplicate is None
-        forget = jobs.forget_idempotency_key(owner, key, older_than=timedelta(hours=24))
+        forget = repository.forget_idempotency_key(owner, key, older_than=timedelta(hours=24))
         assert connection.execute(forget).rowcount == 0, "a recent key is kept"
         connection.execute(
             text("UPDATE jobs SET created_at = now() - interval '25 hours' WHERE id = :id"),

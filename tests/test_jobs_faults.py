@@ -19,8 +19,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from services.export_worker import celery_app
-from shared import storage
+from shared import job_queue, storage
 from shared.jobs import JobType
 from shared.models import Cliente
 from shared.settings import Settings
@@ -144,15 +143,8 @@ def test_a_message_delivered_three_times_runs_once(
     make_compra(engine, cliente)
     job_id = client.post(f"/api/clientes/{cliente.id}/exportar").json()["id"]  # message 1
     # Messages 2 and 3: the very task message, sent at once, while the first is being taken.
-    export = JobType.EXPORT_CLIENTE
-    with celery_app.app.connection_for_write(redis_url) as connection:
-        for _ in range(2):
-            celery_app.app.send_task(
-                celery_app.TASK_NAMES[export],
-                args=[job_id],
-                queue=celery_app.QUEUES[export],
-                connection=connection,
-            )
+    for _ in range(2):
+        job_queue.publish(job_id, JobType.EXPORT_CLIENTE, redis_url=redis_url)
 
     done = settle(client, job_id)
     assert done["status"] == "succeeded", done

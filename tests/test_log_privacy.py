@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from services.export_worker import celery_app, tasks
-from shared import db, logs
+from services.export_worker import tasks
+from shared import db, job_queue, logs
 from shared.jobs import JobType
 from shared.models import Cliente
 from shared.settings import Settings
@@ -122,13 +122,7 @@ def new_request_id(what: str) -> str:
 
 
 def deliver_again(redis_url: str, job_type: JobType, job_id: str) -> None:
-    with celery_app.app.connection_for_write(redis_url) as connection:
-        celery_app.app.send_task(
-            celery_app.TASK_NAMES[job_type],
-            args=[job_id],
-            queue=celery_app.QUEUES[job_type],
-            connection=connection,
-        )
+    job_queue.publish(job_id, job_type, redis_url=redis_url)
 
 
 def wait_for_line(files: LogFiles, process: str, message: str) -> None:

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import Engine, text
 
-from services.export_worker import celery_app
+from shared import job_queue
 from shared.models import Cliente
 from tests.conftest import BOOTSTRAP_KEY, Api, Workers, assert_problem
 from tests.factories import make_cliente, make_compra
@@ -97,7 +97,7 @@ def no_jobs_left_behind(api: Api, engine: Engine, redis_url: str) -> Iterator[No
         for job_id in waiting:
             http.delete(f"/api/jobs/{job_id}")
     broker = redis.Redis.from_url(redis_url)
-    queues = celery_app.QUEUES.values()
+    queues = job_queue.QUEUES.values()
     wait_until(lambda: not any(broker.llen(queue) for queue in queues), 60, "queues drained")
 
 

@@ -1,4 +1,4 @@
-"""The Celery application of the export workers and of the scheduler, and job publishing.
+"""The Celery application of the export workers and of the scheduler: worker configuration only.
 
     celery -A services.export_worker.celery_app worker --queues exports   # quick exports
     celery -A services.export_worker.celery_app worker --queues reports   # heavy reports
@@ -8,7 +8,8 @@ Delivery is at least once: a message is acknowledged only after its task ran (ac
 handed back when the process running it dies (reject_on_worker_lost), each process reserving one
 message at a time. PostgreSQL holds the job's state and a task starts by claiming its job with a
 guarded UPDATE (shared.jobs), so a duplicate delivery does nothing and results are never read
-back from Celery.
+back from Celery. Queue names, task names and the transport are the queue's contract
+(shared.job_queue), which the API publishes by.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import atexit
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,27 +25,26 @@ import click
 from celery import Celery, signals
 
 from services.export_worker import broker
-from shared import db, logs
+from shared import db, job_queue, logs
 from shared.jobs import JobType
 from shared.settings import get_settings
 
 settings = get_settings()
 
-# Separate queues, separate workers: a quick export never waits behind a long report.
-QUEUES = {JobType.EXPORT_CLIENTE: "exports", JobType.REPORTE_FIDELIZACION: "reports"}
-TASK_NAMES = {
-    JobType.EXPORT_CLIENTE: "jobs.export_cliente",
-    JobType.REPORTE_FIDELIZACION: "jobs.reporte_fidelizacion",
-}
-# Longer than any task's hard time limit (tasks.py): an unacknowledged message is delivered again
-# after this long, and a task still running must not be handed to a second worker meanwhile.
-VISIBILITY_TIMEOUT_SECONDS = 2 * 3600
-TRANSPORT_OPTIONS: dict[str, Any] = {
-    "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
-    # A publish to an unreachable Redis fails in seconds (the API must answer) instead of hanging.
-    "socket_connect_timeout": 3,
-    "socket_timeout": 10,
-}
+# The scheduler's sweeps (scheduler.py), sent by beat every SCHEDULER_INTERVAL_SECONDS.
+RECOVER_TASK = "jobs.recover"
+EXPIRE_TASK = "jobs.expire"
+
+
+def beat_schedule(interval_seconds: float) -> dict[str, dict[str, Any]]:
+    # A sweep message not run within one interval is dropped: the next one supersedes it, so
+    # sweeps never pile up while no worker is consuming.
+    options = {"queue": job_queue.QUEUES[JobType.EXPORT_CLIENTE], "expires": interval_seconds}
+    return {
+        name: {"task": task_name, "schedule": interval_seconds, "options": options}
+        for name, task_name in (("recover-jobs", RECOVER_TASK), ("expire-results", EXPIRE_TASK))
+    }
+
 
 app = Celery(
     "clientes",
@@ -53,16 +52,12 @@ app = Celery(
     include=["services.export_worker.tasks", "services.export_worker.scheduler"],
 )
 app.conf.update(
-    task_default_queue=QUEUES[JobType.EXPORT_CLIENTE],
-    task_serializer="json",
-    result_serializer="json",
-    accept_content=["json"],
+    job_queue.MESSAGE_SETTINGS,
+    task_default_queue=job_queue.QUEUES[JobType.EXPORT_CLIENTE],
     task_ignore_result=True,
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    broker_transport_options=TRANSPORT_OPTIONS,
-    result_backend_transport_options=TRANSPORT_OPTIONS,
     broker_connection_retry_on_startup=True,
     # Reconnect to Redis for as long as it takes (Celery's default gives up after 100 tries,
     # some 45 minutes, and the worker exits): an outage must end with the workers still there.
@@ -72,19 +67,8 @@ app.conf.update(
     # On a lost broker connection a running task carries on: its job's row, not the message,
     # decides what counts, and the redelivered message will find nothing to claim.
     worker_cancel_long_running_tasks_on_connection_loss=False,
+    beat_schedule=beat_schedule(settings.scheduler_interval_seconds),
 )
-
-
-def publish(job_id: uuid.UUID | str, job_type: JobType) -> None:
-    """Send a job's task to its queue. Raises when Redis stays unreachable after brief retries;
-    the job is still safe: the scheduler publishes queued jobs nobody claimed again."""
-    app.send_task(
-        TASK_NAMES[job_type],
-        args=[str(job_id)],
-        queue=QUEUES[job_type],
-        retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
-    )
 
 
 def task(**options: Any) -> Callable[[Callable[..., Any]], Any]:

@@ -23,7 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, multiproces
 from prometheus_client import start_http_server as start_metrics_server
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from services.export_worker.celery_app import QUEUES, settings
+from services.export_worker.celery_app import settings
+from shared import job_queue
 from shared.jobs import JobType, Status
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class MetricsServer(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        registry.register(QueueDepthCollector(settings.redis_url, QUEUES.values()))
+        registry.register(QueueDepthCollector(settings.redis_url, job_queue.QUEUES.values()))
         self.server, _ = start_metrics_server(self.port, registry=registry)
         # A pool process forked later (one replacing a dead one) inherits the listening socket:
         # it must close its copy, or it would keep the port bound should the main process die.

@@ -1,7 +1,8 @@
-"""The scheduler's sweeps, and the beat schedule that runs them every SCHEDULER_INTERVAL_SECONDS.
+"""The scheduler's sweeps, run every SCHEDULER_INTERVAL_SECONDS.
 
-`celery -A services.export_worker.celery_app beat` only sends the sweep messages; a worker of the
-`exports` queue runs them. Together they keep the promise that an accepted job is never lost:
+`celery -A services.export_worker.celery_app beat` only sends the sweep messages (the schedule is
+celery_app.py's configuration); a worker of the `exports` queue runs them. Together they keep
+the promise that an accepted job is never lost:
 
 - recover: a running job whose heartbeat is older than JOB_STALE_AFTER_SECONDS lost its worker,
   so it goes back to the queue (or fails once it used every attempt); a queued job untouched for
@@ -15,9 +16,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from services.export_worker.celery_app import QUEUES, app, publish, settings, task
-from services.export_worker.tasks import announce
-from shared import db, jobs, storage
+from services.export_worker.celery_app import EXPIRE_TASK, RECOVER_TASK, settings, task
+from shared import db, job_queue, jobs, storage
+from shared.job_events import announce
 from shared.jobs import JobType
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 SWEEP_TIME_LIMIT_SECONDS = 60
 
 
-@task(name="jobs.recover", soft_time_limit=SWEEP_TIME_LIMIT_SECONDS)
+@task(name=RECOVER_TASK, soft_time_limit=SWEEP_TIME_LIMIT_SECONDS)
 def recover_jobs() -> dict[str, int]:
     stale_after = timedelta(seconds=settings.job_stale_after_seconds)
     republish_after = timedelta(seconds=settings.job_republish_after_seconds)
@@ -40,7 +41,7 @@ def recover_jobs() -> dict[str, int]:
     published = 0
     for row in [*requeued, *lost]:
         try:
-            publish(row.id, JobType(row.type))
+            job_queue.publish(row.id, JobType(row.type))
             published += 1
         except Exception as error:  # Redis down: the next sweep after the threshold tries again
             log.warning("could not publish job %s: %s", row.id, type(error).__name__)
@@ -50,7 +51,7 @@ def recover_jobs() -> dict[str, int]:
     return counts
 
 
-@task(name="jobs.expire", soft_time_limit=SWEEP_TIME_LIMIT_SECONDS)
+@task(name=EXPIRE_TASK, soft_time_limit=SWEEP_TIME_LIMIT_SECONDS)
 def expire_results() -> int:
     files = storage.get_storage()
     # The files go inside the transaction: if the storage fails, the jobs stay succeeded and
@@ -65,24 +66,3 @@ def expire_results() -> int:
     if expired:
         log.info("expired job results", extra={"expired": len(expired)})
     return len(expired)
-
-
-def beat_schedule(interval_seconds: float) -> dict[str, dict[str, object]]:
-    # A sweep message not run within one interval is dropped: the next one supersedes it, so
-    # sweeps never pile up while no worker is consuming.
-    options = {"queue": QUEUES[JobType.EXPORT_CLIENTE], "expires": interval_seconds}
-    return {
-        "recover-jobs": {
-            "task": recover_jobs.name,
-            "schedule": interval_seconds,
-            "options": options,
-        },
-        "expire-results": {
-            "task": expire_results.name,
-            "schedule": interval_seconds,
-            "options": options,
-        },
-    }
-
-
-app.conf.beat_schedule = beat_schedule(settings.scheduler_interval_seconds)

@@ -10,7 +10,6 @@ what lets `GET /api/jobs/{id}?wait=N` answer the moment a job ends.
 from __future__ import annotations
 
 import contextvars
-import functools
 import hashlib
 import logging
 import tempfile
@@ -26,7 +25,6 @@ from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import psycopg
-import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, Engine, func, select
@@ -34,8 +32,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from services.export_worker import exports, metrics
-from services.export_worker.celery_app import TASK_NAMES, settings, task
-from shared import db, jobs, storage
+from services.export_worker.celery_app import settings, task
+from shared import db, job_queue, jobs, storage
+from shared.job_events import announce
 from shared.job_params import ExportParams, InvalidParams, ReportParams
 from shared.jobs import JobError, JobType
 from shared.logs import request_id_var
@@ -71,19 +70,6 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and (
         error.connection_invalidated or isinstance(error.orig, psycopg.OperationalError)
     )
-
-
-@functools.cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-
-
-def announce(job_id: uuid.UUID, status: jobs.Status) -> None:
-    """Tell waiting API requests that the job's row changed. Best effort: they also poll."""
-    try:
-        _redis().publish(jobs.event_channel(job_id), status.value)
-    except (redis.RedisError, OSError) as error:
-        log.warning("could not announce job %s: %s", job_id, type(error).__name__)
 
 
 class Heartbeat:
@@ -217,7 +203,6 @@ def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, A
             "size_bytes": path.stat().st_size,
             "row_count": rendered.row_count,
             "sha256": _sha256(path),
-            "download_url": jobs.download_url(job.id),
         }
         storage.get_storage().save(key, path)
     return key, result
@@ -379,7 +364,7 @@ def _release_for_retry(engine: Engine, job: ClaimedJob, error: Exception) -> int
 def _job_task(job_type: JobType) -> Callable[[Callable[..., Any]], Any]:
     limit = TIME_LIMITS[job_type]
     return task(
-        name=TASK_NAMES[job_type],
+        name=job_queue.TASK_NAMES[job_type],
         bind=True,
         max_retries=MAX_MESSAGE_RETRIES,
         soft_time_limit=limit,

@@ -1,4 +1,5 @@
-"""Annotated dependencies that keep endpoint signatures short and uniform.
+"""Annotated dependencies that keep endpoint signatures short and uniform: each hands an endpoint
+one of the things the app's lifespan (main.py) put in `app.state`.
 
 All `async def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per
 request on the hot path for what is only an attribute read.
@@ -6,7 +7,8 @@ request on the hot path for what is only an attribute read.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar, cast
 
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
@@ -15,37 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.settings import Settings
 
-
-async def _engine(request: Request) -> AsyncEngine:
-    """Transactional engine: `async with db.begin() as conn` for writes."""
-    engine: AsyncEngine = request.app.state.engine
-    return engine
+T = TypeVar("T")
 
 
-async def _read_engine(request: Request) -> AsyncEngine:
-    """Autocommit engine on the same pool: a lookup is one round trip, no BEGIN/ROLLBACK."""
-    engine: AsyncEngine = request.app.state.read_engine
-    return engine
+def _app_state(name: str, _: type[T]) -> Callable[[Request], Awaitable[T]]:
+    async def dependency(request: Request) -> T:
+        return cast(T, getattr(request.app.state, name))
+
+    return dependency
 
 
-async def _lookup_pool(request: Request) -> AsyncConnectionPool:
-    """The lookups' psycopg pool (shared.db.async_lookup_pool): autocommit, one round trip."""
-    pool: AsyncConnectionPool = request.app.state.lookup_pool
-    return pool
-
-
-async def _redis(request: Request) -> Redis:
-    client: Redis = request.app.state.redis
-    return client
-
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-Db = Annotated[AsyncEngine, Depends(_engine)]
-ReadDb = Annotated[AsyncEngine, Depends(_read_engine)]
-LookupPool = Annotated[AsyncConnectionPool, Depends(_lookup_pool)]
-RedisDep = Annotated[Redis, Depends(_redis)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
+# Transactional engine: `async with db.begin() as conn` for writes.
+Db = Annotated[AsyncEngine, Depends(_app_state("engine", AsyncEngine))]
+# Autocommit engine on the same pool: a read is one round trip, no BEGIN/ROLLBACK.
+ReadDb = Annotated[AsyncEngine, Depends(_app_state("read_engine", AsyncEngine))]
+# The lookups' psycopg pool (shared.db.async_lookup_pool): autocommit, one round trip.
+LookupPool = Annotated[AsyncConnectionPool, Depends(_app_state("lookup_pool", AsyncConnectionPool))]
+RedisDep = Annotated[Redis, Depends(_app_state("redis", Redis))]
+SettingsDep = Annotated[Settings, Depends(_app_state("settings", Settings))]

@@ -8,19 +8,26 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
-from services.query_api import admin, health, metrics, openapi, problems, web
-from services.query_api import api_keys as api_key_endpoints
+from services.query_api import (
+    admin,
+    api_keys,
+    clientes,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    problems,
+    web,
+)
 from services.query_api.auth import ApiKeyCache
-from services.query_api.clientes import endpoints as clientes
 from services.query_api.clientes import fast_lane
-from services.query_api.jobs import endpoints as jobs_endpoints
 from services.query_api.middleware import (
     RequestLimitsMiddleware,
     ResponseHeadersMiddleware,
     TrailingSlashMiddleware,
 )
 from services.query_api.ratelimit import RateLimiter
-from shared import api_keys, db, logs
+from shared import db, logs
 from shared.settings import Settings, get_settings
 
 
@@ -41,9 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
         if settings.api_bootstrap_key:
-            async with engine.begin() as connection:
-                await connection.execute(api_keys.upsert_bootstrap_key(settings.api_bootstrap_key))
-                await connection.execute(api_keys.NOTIFY_CHANGED)
+            await api_keys.ensure_bootstrap_key(engine, settings.api_bootstrap_key)
         app.state.rate_limiter = RateLimiter(app.state.redis, settings.rate_limit_per_minute)
         app.state.api_key_cache = ApiKeyCache(engine, settings.database_url)
         app.state.api_key_cache.start()
@@ -85,4 +90,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _api_routers() -> list[APIRouter]:
     """Each domain contributes one router; they are listed here and nowhere else."""
-    return [clientes.router, api_key_endpoints.router, jobs_endpoints.router]
+    return [clientes.router, api_keys.router, jobs.router]

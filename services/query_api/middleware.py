@@ -14,18 +14,28 @@ from shared.logs import request_id_var
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-class ResponseHeadersMiddleware:
-    """Every response carries X-Request-ID (the client's when sane, else a new one) and the
-    headers the request collected on its way (`request.state.response_headers`, e.g. rate limit),
-    error responses included."""
+class HttpMiddleware:
+    """Acts on HTTP requests (`handle`) and passes anything else (lifespan) straight through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class ResponseHeadersMiddleware(HttpMiddleware):
+    """Every response carries X-Request-ID (the client's when sane, else a new one) and the
+    headers the request collected on its way (`request.state.response_headers`, e.g. rate limit),
+    error responses included."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
@@ -72,16 +82,10 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_QUERY_BYTES = 4096
 
 
-class RequestLimitsMiddleware:
+class RequestLimitsMiddleware(HttpMiddleware):
     """Refuse oversized requests before any work: 414 for a long query, 413 for a large body."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
             await _refuse(
                 scope, receive, send, 414, f"The query string exceeds {MAX_QUERY_BYTES} bytes."

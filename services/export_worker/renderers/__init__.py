@@ -16,6 +16,8 @@ from decimal import Decimal
 from typing import BinaryIO, TypeAlias
 from zoneinfo import ZoneInfo
 
+from shared.file_formats import FileType
+
 Value: TypeAlias = str | int | Decimal | datetime | None
 Row: TypeAlias = Sequence[Value]
 
@@ -74,9 +76,18 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class FileFormat:
-    extension: str
-    content_type: str
+    """A file type (shared with the API) and the function that writes it."""
+
+    type: FileType
     render: Callable[[Document, BinaryIO], None]
+
+    @property
+    def extension(self) -> str:
+        return self.type.extension
+
+    @property
+    def content_type(self) -> str:
+        return self.type.content_type
 
 
 def local_naive(moment: datetime, timezone: ZoneInfo) -> datetime:

@@ -8,6 +8,7 @@ from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 from services.export_worker.renderers import Document, FileFormat, Value, escape_formula, plain_text
+from shared import file_formats
 
 
 def _field(value: Value, timezone: ZoneInfo) -> str:
@@ -30,4 +31,4 @@ def render(document: Document, out: BinaryIO) -> None:
         text.detach()  # hand `out` back open: the caller owns it
 
 
-FILE_FORMAT = FileFormat(extension="csv", content_type="text/csv; charset=utf-8", render=render)
+FILE_FORMAT = FileFormat(file_formats.CSV, render)

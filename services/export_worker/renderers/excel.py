@@ -18,8 +18,8 @@ from xlsxwriter.workbook import Workbook
 from xlsxwriter.worksheet import Worksheet
 
 from services.export_worker.renderers import Column, Document, FileFormat, Kind, Value, local_naive
+from shared import file_formats
 
-CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MONEY_FORMAT = '"$" #,##0.00'
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 MAX_ROWS = 1_048_576  # per sheet, header included: Excel's own limit
@@ -134,4 +134,4 @@ def render(document: Document, out: BinaryIO) -> None:
     workbook.close()
 
 
-FILE_FORMAT = FileFormat(extension="xlsx", content_type=CONTENT_TYPE, render=render)
+FILE_FORMAT = FileFormat(file_formats.XLSX, render)

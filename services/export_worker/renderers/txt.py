@@ -17,6 +17,7 @@ from services.export_worker.renderers import (
     Value,
     plain_text,
 )
+from shared import file_formats
 
 COLUMN_GAP = "  "
 
@@ -90,4 +91,4 @@ def render(document: Document, out: BinaryIO) -> None:
         text.detach()  # hand `out` back open: the caller owns it
 
 
-FILE_FORMAT = FileFormat(extension="txt", content_type="text/plain; charset=utf-8", render=render)
+FILE_FORMAT = FileFormat(file_formats.TXT, render)

@@ -6,15 +6,17 @@ hot path. Routes are declared without a trailing slash (the middleware strips it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, TypeVar
 
+import orjson
 from fastapi import APIRouter, Path, Query, Request
 from psycopg_pool import AsyncConnectionPool
 from starlette.responses import Response
 
+from services.query_api import cursors
 from services.query_api.auth import ReadPrincipal
-from services.query_api.clientes import etag, pagination, repository, schemas
+from services.query_api.clientes import etag, repository, schemas
 from services.query_api.deps import LookupPool, SettingsDep
 from services.query_api.problems import BadRequest, NotFound
 
@@ -59,19 +61,6 @@ def _detail_response(request: Request, body: str) -> Response:
     return Response(content, media_type=JSON, headers=headers)
 
 
-def _after(
-    cursor: str | None, decode: Callable[..., Key], *, purpose: str, secret: str
-) -> Key | None:
-    """The key a `cursor` resumes after; 400 for anything this server did not sign for it."""
-    if cursor is None:
-        return None
-    try:
-        return decode(cursor, purpose=purpose, secret=secret)
-    except pagination.InvalidCursor:
-        message = "The cursor is not valid here; take it from a `next` link or start without one."
-        raise BadRequest(message, errors=[{"field": "cursor", "message": message}]) from None
-
-
 def _page_response(
     request: Request,
     page: repository.Page[Key],
@@ -86,7 +75,13 @@ def _page_response(
     if page.next_key is not None:
         cursor = encode(page.next_key, purpose=purpose, secret=secret)
         next_url = str(request.url.include_query_params(limit=limit, cursor=cursor))
-    return Response(pagination.page_body(page.documents, next_url), media_type=JSON)
+    return Response(page_body(page.documents, next_url), media_type=JSON)
+
+
+def page_body(documents: Sequence[str], next_url: str | None) -> bytes:
+    """`{"results": [...], "next": ...}` around JSON documents PostgreSQL already rendered."""
+    results = ",".join(documents).encode()
+    return b'{"results":[' + results + b'],"next":' + orjson.dumps(next_url) + b"}"
 
 
 @router.get(
@@ -113,11 +108,11 @@ async def list_clientes(
     cursor: Cursor = None,
 ) -> Response:
     secret = settings.secret_key
-    after_id = _after(cursor, pagination.decode_id, purpose="clientes", secret=secret)
+    after_id = cursors.resume_after(cursor, cursors.decode_id, purpose="clientes", secret=secret)
     filters = repository.ClienteFilters(tipo_documento_id, numero_documento, q or None, activo)
     page = await repository.list_clientes(db, filters, after_id=after_id, limit=limit)
     return _page_response(
-        request, page, limit=limit, encode=pagination.encode_id, purpose="clientes", secret=secret
+        request, page, limit=limit, encode=cursors.encode_id, purpose="clientes", secret=secret
     )
 
 
@@ -238,7 +233,7 @@ async def list_compras(
     """The customer's purchases, newest first."""
     # Bound to the customer: another customer's cursor is refused, not silently reinterpreted.
     purpose, secret = f"compras:{cliente_id}", settings.secret_key
-    after = _after(cursor, pagination.decode_moment_id, purpose=purpose, secret=secret)
+    after = cursors.resume_after(cursor, cursors.decode_moment_id, purpose=purpose, secret=secret)
     page = await repository.list_compras(db, cliente_id, after=after, limit=limit)
     if page is None:
         raise NotFound(f"No customer with id {cliente_id}.")
@@ -246,7 +241,7 @@ async def list_compras(
         request,
         page,
         limit=limit,
-        encode=pagination.encode_moment_id,
+        encode=cursors.encode_moment_id,
         purpose=purpose,
         secret=secret,
     )

@@ -1,8 +1,9 @@
 """Jobs over HTTP (SPEC §3 and §4): thin endpoints around `service`.
 
 Parameters of `exportar` and `generar` come in the query string (GET and POST) or, for POST, in
-a JSON body; a parameter given in both places takes the body's value. A bad parameter is a 400
-when it came in the query string and a 422 when it came in the body.
+a JSON body; a parameter given in both places takes the body's value. One handler serves both
+methods of each (the POST route also documents the body). A bad parameter is a 400 when it came
+in the query string and a 422 when it came in the body.
 """
 
 from __future__ import annotations
@@ -10,21 +11,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import FileResponse, StreamingResponse
 
-from services.export_worker import exports
 from services.query_api.auth import ExportPrincipal
 from services.query_api.deps import Db, ReadDb, RedisDep, SettingsDep
 from services.query_api.jobs import service
-from services.query_api.jobs.schemas import ExportBody, Job, JobPage, ReportBody
+from services.query_api.jobs.schemas import ExportBody, Job, JobPage, ReportBody, job_url
 from services.query_api.problems import Problem
-from shared import job_params, storage
+from shared import file_formats, job_params, storage
 from shared.jobs import JobType, Status
 from shared.settings import Settings
 
@@ -50,13 +51,49 @@ Moment = Annotated[
 Monto = Annotated[str | None, Query(description="Decimal ≥ 0; default 5000000.")]
 
 
-def _parameters(
-    query: Mapping[str, str | None], body: BaseModel | None
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+async def _parameters(
+    request: Request, query: Mapping[str, str | None], body_model: type[BodyT]
 ) -> tuple[dict[str, Any], set[str]]:
-    """The request's parameters (the body's win), and the names of those from the body."""
+    """The request's parameters (a POST body's win over the query string's), and the names of
+    those that came from the body."""
+    body = await _json_body(request, body_model)
     from_body = {k: v for k, v in (body.model_dump() if body else {}).items() if v is not None}
     from_query = {k: v for k, v in query.items() if v is not None}
     return from_query | from_body, set(from_body)
+
+
+async def _json_body(request: Request, model: type[BodyT]) -> BodyT | None:
+    """A POST's JSON body, refused the way FastAPI refuses bodies (422 naming the field); None
+    for a GET or an empty body."""
+    if request.method != "POST":
+        return None
+    raw = await request.body()
+    if raw.strip() in (b"", b"null"):
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        errors = [{**item, "loc": ("body", *item["loc"])} for item in error.errors()]
+        raise RequestValidationError(errors) from None
+
+
+def _get_and_post(
+    path: str, endpoint: Any, body_model: type[BaseModel], responses: dict[int | str, Any]
+) -> None:
+    """Route GET and POST of `path` to one handler; the POST documents its optional body."""
+    body = {"content": {"application/json": {"schema": body_model.model_json_schema()}}}
+    for method, extra in (("GET", None), ("POST", {"requestBody": body})):
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            status_code=202,
+            responses=responses,
+            openapi_extra=extra,
+        )
 
 
 def _export_parser(cliente_id: int, values: Mapping[str, Any]) -> service.ParseParams:
@@ -100,7 +137,7 @@ async def _accept(
         # Like every validation error of the API: 400 for the query string, 422 for the body.
         status = 422 if any(e.field in from_body for e in error.errors) else 400
         raise Problem(status, str(error), kind="validation-error", errors=errors) from None
-    response.headers["Location"] = f"/api/jobs/{row.id}"
+    response.headers["Location"] = job_url(row.id)
     response.headers.update(service.retry_after(row) or {"Retry-After": "0"})
     return Job.from_row(row)
 
@@ -121,10 +158,9 @@ _NO_JOB: dict[int | str, dict[str, Any]] = {404: {"description": "No such job fo
 _STORAGE_DOWN: dict[int | str, dict[str, Any]] = {
     503: {"description": "The database or the file storage is unavailable; try again shortly."}
 }
-_FILE_TYPES = sorted({file_format.content_type for file_format in exports.FILE_FORMATS.values()})
+_FILE_TYPES = sorted({file_type.content_type for file_type in file_formats.BY_FORMATO.values()})
 
 
-@router.get("/clientes/{cliente_id}/exportar", status_code=202, responses=_EXPORT_CREATED)
 async def exportar_cliente(
     request: Request,
     response: Response,
@@ -134,39 +170,15 @@ async def exportar_cliente(
     formato: Formato = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Job:
-    """Start an export of one customer and all their purchases (csv, excel or txt)."""
-    return await exportar_cliente_post(
-        request,
-        response,
-        db,
-        principal,
-        cliente_id,
-        body=None,
-        formato=formato,
-        idempotency_key=idempotency_key,
-    )
-
-
-@router.post("/clientes/{cliente_id}/exportar", status_code=202, responses=_EXPORT_CREATED)
-async def exportar_cliente_post(
-    request: Request,
-    response: Response,
-    db: Db,
-    principal: ExportPrincipal,
-    cliente_id: ClienteId,
-    body: Annotated[ExportBody | None, Body()] = None,
-    formato: Formato = None,
-    idempotency_key: IdempotencyKey = None,
-) -> Job:
-    """Start an export of one customer; parameters in the query string or a JSON body."""
-    values, from_body = _parameters({"formato": formato}, body)
+    """Start an export of one customer and all their purchases (csv, excel or txt); parameters
+    in the query string or, for POST, a JSON body."""
+    values, from_body = await _parameters(request, {"formato": formato}, ExportBody)
     parse = _export_parser(cliente_id, values)
     return await _accept(
         request, response, db, principal, JobType.EXPORT_CLIENTE, parse, from_body, idempotency_key
     )
 
 
-@router.get("/reporte-fidelizacion/generar", status_code=202, responses=_CREATED)
 async def generar_reporte(
     request: Request,
     response: Response,
@@ -180,44 +192,18 @@ async def generar_reporte(
     idempotency_key: IdempotencyKey = None,
 ) -> Job:
     """Start a loyalty report: active customers whose completed purchases in [desde, hasta)
-    add up to more than monto_minimo."""
-    return await generar_reporte_post(
-        request,
-        response,
-        db,
-        settings,
-        principal,
-        body=None,
-        desde=desde,
-        hasta=hasta,
-        monto_minimo=monto_minimo,
-        formato=formato,
-        idempotency_key=idempotency_key,
-    )
-
-
-@router.post("/reporte-fidelizacion/generar", status_code=202, responses=_CREATED)
-async def generar_reporte_post(
-    request: Request,
-    response: Response,
-    db: Db,
-    settings: SettingsDep,
-    principal: ExportPrincipal,
-    body: Annotated[ReportBody | None, Body()] = None,
-    desde: Moment = None,
-    hasta: Moment = None,
-    monto_minimo: Monto = None,
-    formato: ReportFormato = None,
-    idempotency_key: IdempotencyKey = None,
-) -> Job:
-    """Start a loyalty report; parameters in the query string or a JSON body."""
+    add up to more than monto_minimo; parameters in the query string or, for POST, a JSON body."""
     query = {"desde": desde, "hasta": hasta, "monto_minimo": monto_minimo, "formato": formato}
-    values, from_body = _parameters(query, body)
-    job_type = JobType.REPORTE_FIDELIZACION
+    values, from_body = await _parameters(request, query, ReportBody)
     parse = _report_parser(values, settings)
+    job_type = JobType.REPORTE_FIDELIZACION
     return await _accept(
         request, response, db, principal, job_type, parse, from_body, idempotency_key
     )
+
+
+_get_and_post("/clientes/{cliente_id}/exportar", exportar_cliente, ExportBody, _EXPORT_CREATED)
+_get_and_post("/reporte-fidelizacion/generar", generar_reporte, ReportBody, _CREATED)
 
 
 @router.get("/jobs")
@@ -277,13 +263,11 @@ async def get_job(
 
 
 @router.delete("/jobs/{job_id}", status_code=204, responses={**_NO_JOB, **_STORAGE_DOWN})
-async def delete_job(
-    db: Db, redis: RedisDep, principal: ExportPrincipal, job_id: JobId
-) -> Response:
+async def delete_job(db: Db, principal: ExportPrincipal, job_id: JobId) -> Response:
     """Cancel a queued or running job; delete a finished job's file (it then shows `expired`).
     A job already failed, canceled or expired is left as it is. Always 204 for the owner."""
     try:
-        await service.delete(db, redis, storage.get_storage(), principal, job_id)
+        await service.delete(db, storage.get_storage(), principal, job_id)
     except storage.StorageUnavailable:
         raise _storage_unavailable() from None
     return Response(status_code=204)

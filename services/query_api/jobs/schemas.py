@@ -12,6 +12,14 @@ from sqlalchemy import Row
 from shared.jobs import JobType, Status
 
 
+def job_url(job_id: uuid.UUID | str) -> str:
+    return f"/api/jobs/{job_id}"
+
+
+def download_url(job_id: uuid.UUID | str) -> str:
+    return f"{job_url(job_id)}/download"
+
+
 class JobError(BaseModel):
     code: str
     message: str
@@ -41,7 +49,10 @@ class Job(BaseModel):
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Job:
-        return cls.model_validate(row._mapping, from_attributes=False)
+        job = dict(row._mapping)
+        if job["result"] is not None:  # the file's URL is the API's to say, not the worker's
+            job["result"] = {**job["result"], "download_url": download_url(row.id)}
+        return cls.model_validate(job)
 
 
 class JobPage(BaseModel):

@@ -12,17 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import Row, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.export_worker import celery_app
-from services.query_api import metrics
+from services.query_api import cursors, metrics
 from services.query_api.auth import Principal
-from services.query_api.clientes import pagination
-from services.query_api.jobs import events
-from services.query_api.problems import BadRequest, NotFound, Problem
-from shared import jobs, storage
+from services.query_api.jobs import events, repository
+from services.query_api.problems import NotFound, Problem
+from shared import job_events, job_queue, jobs, storage
 from shared.job_params import ExportParams, InvalidParams, ReportParams
 from shared.jobs import JobType, Status
 from shared.models import Cliente
@@ -65,7 +62,7 @@ async def create_job(
     else:
         async with db.begin() as connection:
             await connection.execute(
-                jobs.forget_idempotency_key(
+                repository.forget_idempotency_key(
                     owner.key_id, idempotency_key, older_than=IDEMPOTENCY_WINDOW
                 )
             )
@@ -115,7 +112,7 @@ async def _by_idempotency_key(
     connection: AsyncConnection, owner: Principal, key: str
 ) -> Row[Any] | None:
     row: Row[Any] | None = (
-        await connection.execute(jobs.select_by_idempotency_key(owner.key_id, key))
+        await connection.execute(repository.select_by_idempotency_key(owner.key_id, key))
     ).first()
     return row
 
@@ -144,7 +141,7 @@ async def _publish(job_id: uuid.UUID, job_type: JobType) -> None:
     # only logged: the job is safe in PostgreSQL and the scheduler publishes it later.
     try:
         await asyncio.wait_for(
-            asyncio.to_thread(celery_app.publish, job_id, job_type), PUBLISH_TIMEOUT_SECONDS
+            asyncio.to_thread(job_queue.publish, job_id, job_type), PUBLISH_TIMEOUT_SECONDS
         )
     except Exception as error:
         log.warning(
@@ -158,7 +155,7 @@ async def get_owned(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row
     """The job, if it is the caller's: another key's job is as unknown as a missing one."""
     async with db.connect() as connection:
         row: Row[Any] | None = (
-            await connection.execute(jobs.select_owned(job_id, owner.key_id))
+            await connection.execute(repository.select_owned(job_id, owner.key_id))
         ).first()
     if row is None:
         raise NotFound(f"No job {job_id} for this API key.")
@@ -176,7 +173,7 @@ async def wait_for(
     if seconds <= 0:
         return await read()
     return await events.wait_until(
-        redis, jobs.event_channel(job_id), read, lambda row: row.status in jobs.TERMINAL, seconds
+        redis, job_events.channel(job_id), read, lambda row: row.status in jobs.TERMINAL, seconds
     )
 
 
@@ -202,19 +199,9 @@ async def list_page(
     secret: str,
 ) -> tuple[list[Row[Any]], str | None]:
     """One page of the owner's jobs, newest first, and the cursor of the next page."""
-    after = None
-    if cursor:
-        try:
-            match pagination.decode(cursor, purpose=_cursor_purpose(owner), secret=secret):
-                case [str(created_at), str(job_id)]:
-                    after = (datetime.fromisoformat(created_at), uuid.UUID(job_id))
-                case _:
-                    raise pagination.InvalidCursor("not a job key")
-        except (pagination.InvalidCursor, ValueError):
-            raise BadRequest(
-                "cursor is not valid: use the `next` link of a previous page."
-            ) from None
-    query = jobs.select_page(
+    purpose = _cursor_purpose(owner)
+    after = cursors.resume_after(cursor, cursors.decode_moment_uuid, purpose=purpose, secret=secret)
+    query = repository.select_page(
         owner.key_id, limit=limit + 1, after=after, status=status, job_type=job_type
     )
     async with db.connect() as connection:
@@ -222,12 +209,14 @@ async def list_page(
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    key = [last.created_at.isoformat(), str(last.id)]
-    return rows[:limit], pagination.encode(key, purpose=_cursor_purpose(owner), secret=secret)
+    next_cursor = cursors.encode_moment_id(
+        (last.created_at, last.id), purpose=purpose, secret=secret
+    )
+    return rows[:limit], next_cursor
 
 
 async def delete(
-    db: AsyncEngine, redis: Redis, files: storage.Storage, owner: Principal, job_id: uuid.UUID
+    db: AsyncEngine, files: storage.Storage, owner: Principal, job_id: uuid.UUID
 ) -> None:
     """Cancel a queued or running job; discard a succeeded job's file (the job then shows
     `expired`); a job already failed, canceled or expired stays as it is."""
@@ -241,14 +230,11 @@ async def delete(
             if discarded.storage_key:
                 await asyncio.to_thread(files.delete, discarded.storage_key)
             changed = Status.EXPIRED
-        elif (await connection.execute(jobs.select_owned(job_id, owner.key_id))).first():
+        elif (await connection.execute(repository.select_owned(job_id, owner.key_id))).first():
             return
         else:
             raise NotFound(f"No job {job_id} for this API key.")
-    try:
-        await redis.publish(jobs.event_channel(job_id), changed.value)
-    except (RedisError, OSError) as error:
-        log.warning("could not announce job %s: %s", job_id, type(error).__name__)
+    await asyncio.to_thread(job_events.announce, job_id, changed)
 
 
 async def downloadable(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row[Any]:

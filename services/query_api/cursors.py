@@ -1,8 +1,9 @@
-"""Keyset-pagination cursors: opaque to clients, signed so they cannot be forged.
+"""Keyset-pagination cursors of every listing (customers, purchases, jobs): opaque to clients,
+signed so they cannot be forged.
 
 A cursor is base64url(JSON of the last row's key + a truncated HMAC-SHA256). The HMAC also
 covers a `purpose` (e.g. "clientes", "compras:42"), so a cursor of one listing is refused by
-another. Pure functions: no request, no database.
+another. Pure functions (but `resume_after`, which words the 400): no request, no database.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
-import orjson
+from services.query_api.problems import BadRequest
 
 MAC_BYTES = 16
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 KeyPart = int | str
+Key = TypeVar("Key")
 
 
 class InvalidCursor(ValueError):
@@ -67,7 +71,7 @@ def _is_key_part(value: object) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
-# Typed keys of the two listings.
+# Typed keys of the listings.
 
 
 def encode_id(last_id: int, *, purpose: str, secret: str) -> str:
@@ -81,25 +85,48 @@ def decode_id(token: str, *, purpose: str, secret: str) -> int:
     raise InvalidCursor("not an id key")
 
 
-def encode_moment_id(key: tuple[datetime, int], *, purpose: str, secret: str) -> str:
+def encode_moment_id(key: tuple[datetime, int | uuid.UUID], *, purpose: str, secret: str) -> str:
     moment, last_id = key
-    return encode([moment.isoformat(), last_id], purpose=purpose, secret=secret)
+    part = str(last_id) if isinstance(last_id, uuid.UUID) else last_id
+    return encode([moment.isoformat(), part], purpose=purpose, secret=secret)
 
 
 def decode_moment_id(token: str, *, purpose: str, secret: str) -> tuple[datetime, int]:
     match decode(token, purpose=purpose, secret=secret):
         case [str(moment), int(last_id)]:
-            try:
-                parsed = datetime.fromisoformat(moment)
-            except ValueError as error:
-                raise InvalidCursor("bad timestamp") from error
-            if parsed.tzinfo is None:
-                raise InvalidCursor("timestamp without offset")
-            return parsed, last_id
+            return _moment(moment), last_id
     raise InvalidCursor("not a (timestamp, id) key")
 
 
-def page_body(documents: Sequence[str], next_url: str | None) -> bytes:
-    """`{"results": [...], "next": ...}` around JSON documents PostgreSQL already rendered."""
-    results = ",".join(documents).encode()
-    return b'{"results":[' + results + b'],"next":' + orjson.dumps(next_url) + b"}"
+def decode_moment_uuid(token: str, *, purpose: str, secret: str) -> tuple[datetime, uuid.UUID]:
+    match decode(token, purpose=purpose, secret=secret):
+        case [str(moment), str(last_id)]:
+            try:
+                return _moment(moment), uuid.UUID(last_id)
+            except ValueError as error:
+                raise InvalidCursor("bad uuid") from error
+    raise InvalidCursor("not a (timestamp, uuid) key")
+
+
+def _moment(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise InvalidCursor("bad timestamp") from error
+    if parsed.tzinfo is None:
+        raise InvalidCursor("timestamp without offset")
+    return parsed
+
+
+def resume_after(
+    cursor: str | None, decode: Callable[..., Key], *, purpose: str, secret: str
+) -> Key | None:
+    """The key a listing's `cursor` resumes after; a 400 problem for anything this server did
+    not sign for that listing."""
+    if cursor is None:
+        return None
+    try:
+        return decode(cursor, purpose=purpose, secret=secret)
+    except InvalidCursor:
+        message = "The cursor is not valid here; take it from a `next` link or start without one."
+        raise BadRequest(message, errors=[{"field": "cursor", "message": message}]) from None

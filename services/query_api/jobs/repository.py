@@ -1,0 +1,67 @@
+"""Statements only the API runs on jobs: reading an owner's jobs and idempotency keys.
+
+The transitions (create, cancel, discard) are the state machine's, in shared.jobs, like every
+statement that moves a job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, Update, func, literal, select, tuple_, update
+
+from shared.jobs import PUBLIC_COLUMNS, JobType, Status
+from shared.models import Job
+
+
+def forget_idempotency_key(api_key_id: uuid.UUID, key: str, *, older_than: timedelta) -> Update:
+    """An idempotency key is remembered for a while only; past that the same key starts anew."""
+    return (
+        update(Job)
+        .where(
+            Job.api_key_id == api_key_id,
+            Job.idempotency_key == key,
+            Job.created_at < func.now() - older_than,
+        )
+        .values(idempotency_key=None)
+    )
+
+
+def select_by_idempotency_key(api_key_id: uuid.UUID, key: str) -> Select[Any]:
+    return select(*PUBLIC_COLUMNS).where(Job.api_key_id == api_key_id, Job.idempotency_key == key)
+
+
+def select_owned(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Select[Any]:
+    return select(*PUBLIC_COLUMNS, Job.storage_key).where(
+        Job.id == job_id, Job.api_key_id == api_key_id
+    )
+
+
+def select_page(
+    api_key_id: uuid.UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    status: Status | None = None,
+    job_type: JobType | None = None,
+) -> Select[Any]:
+    """One page of an owner's jobs, newest first, resuming after (created_at, id) (keyset)."""
+    query = (
+        select(*PUBLIC_COLUMNS)
+        .where(Job.api_key_id == api_key_id)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        created_at, job_id = after
+        query = query.where(
+            tuple_(Job.created_at, Job.id)
+            < tuple_(literal(created_at, Job.created_at.type), literal(job_id, Job.id.type))
+        )
+    if status is not None:
+        query = query.where(Job.status == status)
+    if job_type is not None:
+        query = query.where(Job.type == job_type)
+    return query
