@@ -17,11 +17,12 @@ test: install
 	scripts/install-browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## lint: ruff and mypy
+## lint: ruff, mypy, and the import contracts between the layers (pyproject's [tool.importlinter])
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared services tests bench
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .
