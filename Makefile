@@ -21,7 +21,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services tests bench
+	$(BIN)/mypy shared services harness tests bench
 	$(BIN)/lint-imports
 
 format: install

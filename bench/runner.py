@@ -25,7 +25,7 @@ from bench import copy_baseline, drivers, jobs, pgbench, services, soak, writers
 from bench import dataset as datasets
 from bench.report import Figure, Results, Table, Target, not_measured
 from bench.sizes import PUBLIC_SIZES, Size
-from tests import servers
+from harness import servers
 
 RESULTS_DIR = Path(__file__).with_name("results")
 WARM_UP_SECONDS = 3

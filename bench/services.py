@@ -19,10 +19,10 @@ import httpx
 import redis
 from sqlalchemy import create_engine, delete, text
 
+from harness import servers
 from shared import api_keys
 from shared.models import ApiKey
 from shared.settings import to_psycopg_url
-from tests import servers
 
 ROOT = servers.ROOT
 WORK_DIR = ROOT / "var" / "bench"
@@ -36,7 +36,7 @@ KEY_RATE_LIMIT_PER_MINUTE = 100_000_000
 
 
 class BenchProcess(servers.Process):
-    """tests.servers.Process, logging under var/bench/logs/ instead of test-output/."""
+    """harness.servers.Process, logging under var/bench/logs/ instead of test-output/."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         super().__init__(name, argv, env)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian's Chromium for the browser tests (tests/test_web.py). Playwright drives this binary;
+# Debian's Chromium for the browser tests (tests/web/test_web.py). Playwright drives this binary;
 # `playwright install` would download a browser build of its own, which this machine cannot fetch.
 set -euo pipefail
 

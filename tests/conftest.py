@@ -9,54 +9,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
-import psycopg
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine
 
-from shared.settings import to_libpq_url, to_psycopg_url
-from tests import servers
+from harness import servers
+from harness.databases import throwaway_database
+from shared import storage
+from shared.settings import Settings, to_psycopg_url
 
-ADMIN_URL = os.environ.get(
-    "TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 BOOTSTRAP_KEY = "clk_test_bootstrap_" + uuid.uuid4().hex
-
-
-def database_url_for(name: str) -> str:
-    base, _, _ = to_libpq_url(ADMIN_URL).rpartition("/")
-    return f"{base}/{name}"
-
-
-def alembic_config(database_url: str) -> Config:
-    config = Config(str(servers.ROOT / "alembic.ini"))
-    config.attributes["database_url"] = to_psycopg_url(database_url)
-    config.attributes["configure_logger"] = False
-    return config
-
-
-def create_database(name: str) -> str:
-    with psycopg.connect(to_libpq_url(ADMIN_URL), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return database_url_for(name)
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(to_libpq_url(ADMIN_URL), autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    name = f"clientes_test_{uuid.uuid4().hex[:12]}"
-    url = create_database(name)
-    try:
-        command.upgrade(alembic_config(url), "head")
+    keep = bool(os.environ.get("KEEP_TEST_DATABASE"))
+    with throwaway_database("clientes_test", keep=keep) as url:
         yield url
-    finally:
-        if not os.environ.get("KEEP_TEST_DATABASE"):
-            drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -189,3 +157,26 @@ def workers(
     running.start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def http(client: httpx.Client, workers: Workers) -> httpx.Client:
+    """The bootstrap client, with the workers and the scheduler running."""
+    workers.start()
+    return client
+
+
+@pytest.fixture
+def fault_workers(workers: Workers) -> Iterator[Workers]:
+    """The run's workers, restarted after the test whatever it did to them."""
+    workers.start()
+    yield workers
+    workers.start()
+
+
+@pytest.fixture(scope="session")
+def files(service_env: dict[str, str]) -> storage.Storage:
+    """The storage the workers write to, seen through its own interface."""
+    return storage.get_storage(
+        Settings(storage_backend="local", storage_dir=service_env["STORAGE_DIR"])
+    )

@@ -34,12 +34,12 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import Engine, text
 
+from harness.servers import wait_until
 from shared import job_queue
 from shared.models import Cliente
 from tests.conftest import BOOTSTRAP_KEY, Api, Workers, assert_problem
 from tests.factories import make_cliente, make_compra
-from tests.servers import wait_until
-from tests.test_jobs_api import settle
+from tests.jobs import settle
 
 CHECKS = [
     not_a_server_error,

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,13 +17,22 @@ import openpyxl
 import pytest
 from sqlalchemy import Engine, text
 
-from shared import api_keys, job_params, storage
+from harness.servers import wait_until
+from shared import job_params, storage
 from shared.job_params import InvalidParams
 from shared.models import Cliente
-from shared.settings import Settings
 from tests.conftest import Api, Workers
 from tests.factories import make_cliente, make_compra
-from tests.servers import wait_until
+from tests.jobs import (
+    compras_locked,
+    download,
+    facturas_of,
+    job_column,
+    job_count,
+    new_key,
+    settle,
+    wait_until_running,
+)
 
 BOGOTA = ZoneInfo("America/Bogota")
 JOB_FIELDS = {
@@ -42,71 +48,6 @@ JOB_FIELDS = {
     "error",
     "result",
 }
-TERMINAL = {"succeeded", "failed", "canceled", "expired"}
-
-
-# Helpers.
-
-
-def new_key(engine: Engine, scopes: list[str]) -> str:
-    key = api_keys.generate_key()
-    with engine.begin() as connection:
-        connection.execute(api_keys.insert_key(f"jobs-{'-'.join(scopes)}", scopes, key))
-        connection.execute(api_keys.NOTIFY_CHANGED)
-    return key.key
-
-
-def settle(http: httpx.Client, job_id: str, within: float = 60) -> dict[str, Any]:
-    """The job once terminal, following it with `?wait=`."""
-    deadline = time.monotonic() + within
-    while True:
-        job: dict[str, Any] = http.get(f"/api/jobs/{job_id}", params={"wait": 10}).json()
-        if job["status"] in TERMINAL or time.monotonic() > deadline:
-            return job
-        if job["status"] not in {"queued", "running"}:
-            raise AssertionError(job)
-
-
-def job_count(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return int(connection.execute(text("SELECT count(*) FROM jobs")).scalar_one())
-
-
-def job_column(engine: Engine, job_id: str, column: str) -> Any:
-    with engine.connect() as connection:
-        return connection.execute(
-            text(f"SELECT {column} FROM jobs WHERE id = :id"), {"id": job_id}
-        ).scalar_one()
-
-
-@pytest.fixture(scope="module")
-def files(service_env: dict[str, str]) -> storage.Storage:
-    """The storage the workers write to, seen through its own interface."""
-    return storage.get_storage(
-        Settings(storage_backend="local", storage_dir=service_env["STORAGE_DIR"])
-    )
-
-
-@pytest.fixture
-def http(client: httpx.Client, workers: Workers) -> httpx.Client:
-    """The bootstrap client, with the workers and the scheduler running."""
-    workers.start()
-    return client
-
-
-@contextmanager
-def compras_locked(engine: Engine) -> Iterator[None]:
-    """Hold the purchases table so that a job that reads it waits, really running, until the
-    block ends: a way to catch a job mid-flight without slowing the code down."""
-    with engine.begin() as connection:
-        connection.execute(text("LOCK TABLE compras IN ACCESS EXCLUSIVE MODE"))
-        yield
-
-
-def wait_until_running(http: httpx.Client, job_id: str) -> None:
-    wait_until(
-        lambda: http.get(f"/api/jobs/{job_id}").json()["status"] == "running", 30, "job running"
-    )
 
 
 @pytest.fixture(scope="module")
@@ -118,30 +59,6 @@ def cliente(engine: Engine) -> Cliente:
     neighbour = make_cliente(engine)
     make_compra(engine, neighbour, numero_factura=f"VECINO-{uuid.uuid4().hex[:8]}")
     return target
-
-
-def facturas_of(engine: Engine, cliente_id: int) -> set[str]:
-    with engine.connect() as connection:
-        return set(
-            connection.execute(
-                text("SELECT numero_factura FROM compras WHERE cliente_id = :id"),
-                {"id": cliente_id},
-            ).scalars()
-        )
-
-
-def download(http: httpx.Client, job: dict[str, Any]) -> httpx.Response:
-    response = http.get(job["result"]["download_url"])
-    assert response.status_code == 200, response.text
-    result = job["result"]
-    assert response.headers["content-type"] == result["content_type"]
-    assert int(response.headers["content-length"]) == len(response.content) == result["size_bytes"]
-    assert response.headers["etag"] == f'"{result["sha256"]}"'
-    assert hashlib.sha256(response.content).hexdigest() == result["sha256"]
-    disposition = response.headers["content-disposition"]
-    assert disposition.startswith(f'attachment; filename="{result["filename"]}"')
-    assert f"filename*=UTF-8''{result['filename']}" in disposition
-    return response
 
 
 # Parameters, parsed directly (pure).

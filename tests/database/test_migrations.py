@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -11,19 +10,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 
+from harness.databases import alembic_config, throwaway_database
 from shared.models import Base
 from shared.settings import to_psycopg_url
-from tests.conftest import alembic_config, create_database, drop_database
 
 
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
-    name = f"clientes_migrations_{uuid.uuid4().hex[:12]}"
-    url = create_database(name)
-    try:
+    with throwaway_database("clientes_migrations", migrated=False) as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 def _tables(engine: Engine) -> set[str]:

@@ -17,17 +17,16 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from harness import servers
+from harness.servers import wait_until
 from shared import job_queue, storage
 from shared.jobs import JobType
 from shared.models import Cliente
-from shared.settings import Settings
-from tests import servers
 from tests.conftest import BOOTSTRAP_KEY, WORKER_SETTINGS, Workers
 from tests.factories import make_cliente, make_compra
-from tests.servers import wait_until
-from tests.test_jobs_api import compras_locked, job_column, settle
+from tests.jobs import compras_locked, job_column, only_file_of, query_waiting_on_compras, settle
 
 BOGOTA = ZoneInfo("America/Bogota")
 
@@ -35,27 +34,6 @@ BOGOTA = ZoneInfo("America/Bogota")
 @pytest.fixture
 def broker(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
-def files(service_env: dict[str, str]) -> storage.Storage:
-    return storage.get_storage(
-        Settings(storage_backend="local", storage_dir=service_env["STORAGE_DIR"])
-    )
-
-
-@pytest.fixture
-def fault_workers(workers: Workers) -> Any:
-    """The run's workers, restarted after the test whatever it did to them."""
-    workers.start()
-    yield workers
-    workers.start()
-
-
-def only_file_of(files: storage.Storage, key: str) -> None:
-    path = files.local_path(key)
-    assert path is not None and path.is_file()
-    assert list(path.parent.iterdir()) == [path], "one job, one file"
 
 
 @contextmanager
@@ -92,19 +70,6 @@ def test_a_report_survives_its_worker_killed_mid_run(
     assert done["result"]["row_count"] >= 1
     only_file_of(files, job_column(engine, job_id, "storage_key"))
     assert leal.numero_documento in client.get(done["result"]["download_url"]).text
-
-
-def query_waiting_on_compras(engine: Engine) -> bool:
-    """A job's query is under way, waiting for `compras_locked` to end."""
-    with engine.connect() as connection:
-        return bool(
-            connection.execute(
-                text(
-                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname ="
-                    " current_database() AND wait_event_type = 'Lock' AND query ILIKE '%compras%')"
-                )
-            ).scalar()
-        )
 
 
 def test_jobs_accepted_while_redis_is_emptied_still_finish(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.servers import ROOT, procfile
+from harness.servers import ROOT, procfile
 
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]

@@ -4,7 +4,7 @@ carry the request id that ties a request to its API log line and to its job's wo
 The API and the workers of this run are driven with customers whose data is found nowhere else
 (lookups by document, a batch, lists filtered by document and by `q`, an export, a loyalty
 report, a 404, a 400, a 422, a NUL that PostgreSQL cannot take); then the lines their processes
-wrote meanwhile (tests/servers.py `Process.log_path`, under test-output/) are read.
+wrote meanwhile (harness/servers.py `Process.log_path`, under test-output/) are read.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from harness import servers
+from harness.servers import wait_until
 from services.export_worker import tasks
 from shared import db, job_queue, logs
 from shared.jobs import JobType
 from shared.models import Cliente
 from shared.settings import Settings
-from tests import servers
 from tests.conftest import Api, Workers
 from tests.factories import make_cliente, make_compra, unique_number
-from tests.servers import wait_until
-from tests.test_jobs_api import settle
+from tests.jobs import settle
 
 LEVELS = logging.getLevelNamesMapping()
 # A day of its own for the loyalty report: other tests buy now, in 1970-1979 and in 1995-2012.

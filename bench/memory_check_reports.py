@@ -1,7 +1,7 @@
 """By hand, not part of the suite: the loyalty report's peak memory and speed at scale.
 
-    .venv/bin/python -m tests.memory_check_reports            # 200,000 report rows
-    .venv/bin/python -m tests.memory_check_reports --rows 50000
+    .venv/bin/python -m bench.memory_check_reports            # 200,000 report rows
+    .venv/bin/python -m bench.memory_check_reports --rows 50000
 
 Builds a throwaway database (Alembic `upgrade head`), fills it with `generate_series`: every
 customer has two completed purchases in the window, so all of them qualify, plus a pending
@@ -17,18 +17,16 @@ import multiprocessing
 import resource
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from alembic import command
 from sqlalchemy import create_engine, text
 
+from harness.databases import throwaway_database
 from services.export_worker import exports, queries
 from shared.settings import to_psycopg_url
-from tests.conftest import alembic_config, create_database, drop_database
 
 DESDE = datetime(2026, 10, 1, tzinfo=UTC)
 HASTA = datetime(2026, 11, 1, tzinfo=UTC)
@@ -128,10 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     rows = parser.parse_args().rows
-    name = f"clientes_memcheck_{uuid.uuid4().hex[:8]}"
-    database_url = create_database(name)
-    try:
-        command.upgrade(alembic_config(database_url), "head")
+    with throwaway_database("clientes_memcheck") as database_url:
         started = time.perf_counter()
         _fill(database_url, rows)
         elapsed = time.perf_counter() - started
@@ -151,8 +146,6 @@ def main() -> None:
                     f"{measure.peak_rss_mb:>7.1f}MB "
                     f"{measure.baseline_rss_mb:>7.1f}MB {measure.size_mb:>7.1f}MB"
                 )
-    finally:
-        drop_database(name)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,11 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import Engine
 
+from harness.servers import OUTPUT
 from shared import api_keys
 from shared.models import Cliente, Compra
 from tests.conftest import BOOTSTRAP_KEY, Api
 from tests.factories import make_cliente, make_compra
-from tests.servers import OUTPUT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -15,9 +15,10 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine
 
+from harness import servers
+from harness.databases import alembic_config
 from shared.settings import to_psycopg_url
-from tests import servers
-from tests.conftest import BOOTSTRAP_KEY, alembic_config
+from tests.conftest import BOOTSTRAP_KEY
 from tests.factories import make_cliente
 
 BUSCAR = "/api/clientes/buscar?tipo_documento=CC&numero_documento=52000111"

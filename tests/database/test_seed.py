@@ -9,20 +9,19 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from alembic import command
 from sqlalchemy import create_engine
 
+from harness import servers
+from harness.databases import database_url_for, throwaway_database
 from shared import documents
 from shared.settings import to_libpq_url, to_psycopg_url
-from tests import factories, servers
-from tests.conftest import alembic_config, create_database, database_url_for, drop_database
+from tests import factories
 
 SEED_DATA = str(Path(sys.executable).parent / "seed_data")
 PYTHON_M_SEED = [sys.executable, "-m", "shared.seed"]
@@ -103,22 +102,9 @@ def dump_md5(url: str) -> tuple[str, str]:
     return scalar(url, DUMP_MD5["clientes"]), scalar(url, DUMP_MD5["compras"])
 
 
-@contextmanager
-def throwaway_database(*, migrated: bool = True) -> Iterator[str]:
-    """A database of its own (the session's is shared by other tests), dropped afterwards."""
-    name = f"clientes_seed_{uuid.uuid4().hex[:12]}"
-    url = create_database(name)
-    try:
-        if migrated:
-            command.upgrade(alembic_config(url), "head")
-        yield url
-    finally:
-        drop_database(name)
-
-
 @pytest.fixture
 def new_database() -> Iterator[str]:
-    with throwaway_database() as url:
+    with throwaway_database("clientes_seed") as url:
         yield url
 
 
@@ -132,7 +118,7 @@ class Seeded:
 @pytest.fixture(scope="module")
 def bulk_seeded() -> Iterator[Seeded]:
     """300 customers with seed 7, through the bulk path (indexes dropped and rebuilt). Read-only."""
-    with throwaway_database() as url:
+    with throwaway_database("clientes_seed") as url:
         schema_before = query(url, SCHEMA)
         run = seeded(url, "--clientes", "300", "--seed", "7", "--bulk-threshold", "1")
         yield Seeded(url, run, schema_before)
@@ -314,7 +300,7 @@ def test_unreachable_or_unmigrated_database_is_reported() -> None:
     assert run.returncode == 1
     assert "seed_data: cannot use PostgreSQL" in run.stderr and "does not exist" in run.stderr
 
-    with throwaway_database(migrated=False) as url:
+    with throwaway_database("clientes_seed", migrated=False) as url:
         run = seed_data(url, "--clientes", "5")
     assert run.returncode == 1
     assert 'relation "clientes" does not exist: run `alembic upgrade head` first' in run.stderr

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import servers
 from shared import storage
 from shared.settings import Settings
-from tests import servers
 
 KEY = "jobs/4b1f0c9e-7d2a-4c51-9a59-0d6f3f0b9c11/cliente_CC_1020304050.csv"
 BAD_KEYS = [

@@ -15,20 +15,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
+from harness import servers
+from harness.servers import wait_until
 from services.export_worker import celery_app
 from services.export_worker.metrics import QueueDepthCollector
 from shared.jobs import JobType
-from tests import servers
 from tests.conftest import Api, Workers
 from tests.factories import make_cliente, make_compra
-from tests.servers import wait_until
-from tests.test_jobs_api import (
-    compras_locked,
-    http,  # noqa: F401 (a fixture: the workers running)
-    settle,
-    wait_until_running,
-)
-from tests.test_jobs_faults import fault_workers  # noqa: F401 (a fixture: restarts them after)
+from tests.jobs import compras_locked, settle, wait_until_running
 
 EXPORT = JobType.EXPORT_CLIENTE.value
 REPORT = JobType.REPORTE_FIDELIZACION.value

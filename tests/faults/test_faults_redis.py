@@ -13,28 +13,26 @@ import contextlib
 import csv
 import io
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-from alembic import command
 from sqlalchemy import Engine, create_engine
 
+from harness import servers
+from harness.databases import throwaway_database
 from shared.settings import to_psycopg_url
-from tests import servers
-from tests.conftest import (
-    WORKER_SETTINGS,
-    Api,
-    Workers,
-    alembic_config,
-    create_database,
-    drop_database,
-)
+from tests.conftest import WORKER_SETTINGS, Api, Workers
 from tests.factories import make_cliente, make_compra
-from tests.test_jobs_api import compras_locked, download, facturas_of, job_column, settle
-from tests.test_jobs_faults import query_waiting_on_compras
+from tests.jobs import (
+    compras_locked,
+    download,
+    facturas_of,
+    job_column,
+    query_waiting_on_compras,
+    settle,
+)
 
 # An answer slower than this while Redis is down means something waits on Redis.
 OUTAGE_ANSWER_SECONDS = 3.0
@@ -54,10 +52,7 @@ class Stack:
 def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     scratch = tmp_path_factory.mktemp("redis-fault")
     with contextlib.ExitStack() as cleanup:
-        name = f"clientes_test_redis_{uuid.uuid4().hex[:12]}"
-        database_url = create_database(name)
-        cleanup.callback(drop_database, name)
-        command.upgrade(alembic_config(database_url), "head")
+        database_url = cleanup.enter_context(throwaway_database("clientes_test_redis"))
         engine = create_engine(to_psycopg_url(database_url))
         cleanup.callback(engine.dispose)
 

@@ -1,0 +1,106 @@
+"""Helpers for the job tests: follow a job to its end, read its row, catch it mid-flight."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, text
+
+from harness.servers import wait_until
+from shared import api_keys, storage
+
+TERMINAL = {"succeeded", "failed", "canceled", "expired"}
+
+
+def new_key(engine: Engine, scopes: list[str]) -> str:
+    key = api_keys.generate_key()
+    with engine.begin() as connection:
+        connection.execute(api_keys.insert_key(f"jobs-{'-'.join(scopes)}", scopes, key))
+        connection.execute(api_keys.NOTIFY_CHANGED)
+    return key.key
+
+
+def settle(http: httpx.Client, job_id: str, within: float = 60) -> dict[str, Any]:
+    """The job once terminal, following it with `?wait=`."""
+    deadline = time.monotonic() + within
+    while True:
+        job: dict[str, Any] = http.get(f"/api/jobs/{job_id}", params={"wait": 10}).json()
+        if job["status"] in TERMINAL or time.monotonic() > deadline:
+            return job
+        if job["status"] not in {"queued", "running"}:
+            raise AssertionError(job)
+
+
+def job_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM jobs")).scalar_one())
+
+
+def job_column(engine: Engine, job_id: str, column: str) -> Any:
+    with engine.connect() as connection:
+        return connection.execute(
+            text(f"SELECT {column} FROM jobs WHERE id = :id"), {"id": job_id}
+        ).scalar_one()
+
+
+@contextmanager
+def compras_locked(engine: Engine) -> Iterator[None]:
+    """Hold the purchases table so that a job that reads it waits, really running, until the
+    block ends: a way to catch a job mid-flight without slowing the code down."""
+    with engine.begin() as connection:
+        connection.execute(text("LOCK TABLE compras IN ACCESS EXCLUSIVE MODE"))
+        yield
+
+
+def wait_until_running(http: httpx.Client, job_id: str) -> None:
+    wait_until(
+        lambda: http.get(f"/api/jobs/{job_id}").json()["status"] == "running", 30, "job running"
+    )
+
+
+def facturas_of(engine: Engine, cliente_id: int) -> set[str]:
+    with engine.connect() as connection:
+        return set(
+            connection.execute(
+                text("SELECT numero_factura FROM compras WHERE cliente_id = :id"),
+                {"id": cliente_id},
+            ).scalars()
+        )
+
+
+def download(http: httpx.Client, job: dict[str, Any]) -> httpx.Response:
+    response = http.get(job["result"]["download_url"])
+    assert response.status_code == 200, response.text
+    result = job["result"]
+    assert response.headers["content-type"] == result["content_type"]
+    assert int(response.headers["content-length"]) == len(response.content) == result["size_bytes"]
+    assert response.headers["etag"] == f'"{result["sha256"]}"'
+    assert hashlib.sha256(response.content).hexdigest() == result["sha256"]
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith(f'attachment; filename="{result["filename"]}"')
+    assert f"filename*=UTF-8''{result['filename']}" in disposition
+    return response
+
+
+def only_file_of(files: storage.Storage, key: str) -> None:
+    path = files.local_path(key)
+    assert path is not None and path.is_file()
+    assert list(path.parent.iterdir()) == [path], "one job, one file"
+
+
+def query_waiting_on_compras(engine: Engine) -> bool:
+    """A job's query is under way, waiting for `compras_locked` to end."""
+    with engine.connect() as connection:
+        return bool(
+            connection.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname ="
+                    " current_database() AND wait_event_type = 'Lock' AND query ILIKE '%compras%')"
+                )
+            ).scalar()
+        )
