@@ -5,7 +5,8 @@ under way: acks_late), Celery's consumer closes the transport and then closes th
 that close tries to put the unacknowledged message back, builds a Redis client from the closed
 transport, and kombu fails with AttributeError ('NoneType' object has no attribute 'hostname').
 That is not a connection error, so it escapes Celery's handling and the worker exits
-("Unrecoverable error") instead of reconnecting: tests/faults/test_faults_redis.py saw it every time.
+("Unrecoverable error") instead of reconnecting: tests/faults/test_faults_redis.py saw it
+every time.
 
 Here it is a connection error, which Celery ignores as it should: with no server there is
 nothing to put the message back into, and the job is safe in PostgreSQL anyway (its attempt

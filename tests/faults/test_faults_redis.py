@@ -9,21 +9,15 @@ this module's job to the run's Redis and run it while ours is down.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine
 
 from harness import servers
-from harness.databases import throwaway_database
-from shared.settings import to_psycopg_url
-from tests.conftest import WORKER_SETTINGS, Api, Workers
 from tests.factories import make_cliente, make_compra
 from tests.jobs import (
     compras_locked,
@@ -33,68 +27,17 @@ from tests.jobs import (
     query_waiting_on_compras,
     settle,
 )
+from tests.stacks import Stack, own_stack
 
 # An answer slower than this while Redis is down means something waits on Redis.
 OUTAGE_ANSWER_SECONDS = 3.0
 RATE_LIMIT_HEADERS = ("ratelimit", "ratelimit-policy")
 
 
-@dataclass(frozen=True)
-class Stack:
-    redis: servers.Process
-    redis_port: int
-    engine: Engine
-    api: Api
-    workers: Workers
-
-
 @pytest.fixture(scope="module")
 def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    scratch = tmp_path_factory.mktemp("redis-fault")
-    with contextlib.ExitStack() as cleanup:
-        database_url = cleanup.enter_context(throwaway_database("clientes_test_redis"))
-        engine = create_engine(to_psycopg_url(database_url))
-        cleanup.callback(engine.dispose)
-
-        redis_port = servers.free_port()
-        redis_process = servers.redis_server(redis_port).start()
-        cleanup.callback(redis_process.stop)
-        servers.wait_for_redis(redis_port)
-
-        env = {
-            **service_env,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "STORAGE_DIR": str(scratch / "exports"),
-        }
-        api_process = servers.api_server(env, servers.free_port())
-        cleanup.callback(api_process.stop)
-        workers = Workers(
-            {**env, **WORKER_SETTINGS}, str(scratch / "celerybeat-schedule"), label="-redis-fault"
-        )
-        cleanup.callback(workers.stop)
-        workers.start()
-        api = Api(f"http://127.0.0.1:{api_process.env['PORT']}", api_process)
-        wait_until_consuming(api, engine, workers)
-        yield Stack(redis_process, redis_port, engine, api, workers)
-
-
-def wait_until_consuming(api: Api, engine: Engine, workers: Workers) -> None:
-    """Both workers have run a job and the scheduler has sent a sweep since: every process is
-    connected to Redis before the test takes it away."""
-    cliente = make_cliente(engine)
-    with api.client() as http:
-        warm_ups = [
-            http.post(f"/api/clientes/{cliente.id}/exportar").json()["id"],
-            http.post("/api/reporte-fidelizacion/generar", json={"formato": "csv"}).json()["id"],
-        ]
-        for job_id in warm_ups:
-            assert settle(http, job_id, within=45)["status"] == "succeeded"
-    servers.wait_until(
-        lambda: "jobs.recover" in workers.exports.log().split(f"job {warm_ups[0]} succeeded")[1],
-        10,
-        "a sweep from the scheduler",
-    )
+    with own_stack(service_env, tmp_path_factory.mktemp("redis-fault"), "redis-fault") as stack:
+        yield stack
 
 
 def test_lookups_and_jobs_carry_on_while_redis_is_down_and_recover_by_themselves(
