@@ -22,7 +22,7 @@ from shared import job_params, storage
 from shared.job_params import InvalidParams
 from shared.models import Cliente
 from tests.conftest import Api, Workers
-from tests.factories import make_cliente, make_compra
+from tests.factories import make_cliente, make_compra, report_window
 from tests.jobs import (
     compras_locked,
     download,
@@ -180,15 +180,15 @@ def test_txt_export_with_get_is_this_customers_report(
 
 
 def test_loyalty_report_end_to_end(http: httpx.Client, engine: Engine) -> None:
-    # A window no other test writes into, years back.
-    day = datetime(2004, 3, 1, tzinfo=BOGOTA) + timedelta(days=uuid.uuid4().int % 3000)
+    window = report_window(days=1)  # no other test buys in it
+    day = window.desde
     qualifies = make_cliente(engine, nombre="Leal")
     below = make_cliente(engine, nombre="Casi")
     for monto in ("700000.00", "400000.01"):
         make_compra(engine, qualifies, monto=monto, fecha_compra=day + timedelta(hours=3))
     make_compra(engine, below, monto="1100000.00", fecha_compra=day + timedelta(hours=5))
     make_compra(engine, below, monto="9000000.00", estado="pendiente", fecha_compra=day)
-    desde, hasta = day.date().isoformat(), (day + timedelta(days=1)).date().isoformat()
+    desde, hasta = window.params()["desde"], window.params()["hasta"]
 
     created = http.post(
         "/api/reporte-fidelizacion/generar/",

@@ -15,7 +15,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +31,25 @@ from shared.jobs import JobType
 from shared.models import Cliente
 from shared.settings import Settings
 from tests.conftest import Api, Workers
-from tests.factories import make_cliente, make_compra, unique_number
+from tests.factories import make_cliente, make_compra, report_window, unique_digits, unique_number
 from tests.jobs import settle
 
 LEVELS = logging.getLevelNamesMapping()
-# A day of its own for the loyalty report: other tests buy now, in 1970-1979 and in 1995-2012.
-REPORT_DAY = date(1987, 6, 15) + timedelta(days=uuid.uuid4().int % 900)
+# A day of its own for the loyalty report, in which no other test buys.
+REPORT_DAY = report_window(days=1)
 
 
 def private_cliente(engine: Engine, codigo: str) -> Cliente:
     """A customer whose document, e-mail and phone appear nowhere else, with a purchase that
     puts them in the loyalty report of REPORT_DAY."""
+    phone = unique_digits(9)
     cliente = make_cliente(
         engine,
         codigo=codigo,
-        numero_documento=unique_number(12),
-        correo=f"privado.{uuid.uuid4().hex[:10]}@Correo-Reservado.example",
-        telefono=f"+57 3{unique_number(2)} {unique_number(3)} {unique_number(4)}",
+        correo=f"privado.{unique_digits(9)}@Correo-Reservado.example",
+        telefono=f"+57 3{phone[:2]} {phone[2:5]} {phone[5:]}",
     )
-    bought = datetime.combine(REPORT_DAY, datetime.min.time(), UTC) + timedelta(hours=17)
+    bought = REPORT_DAY.desde + timedelta(hours=17)
     make_compra(engine, cliente, monto="7500000.00", fecha_compra=bought)
     return cliente
 
@@ -136,7 +136,8 @@ def wait_for_line(files: LogFiles, process: str, message: str) -> None:
 def traffic(api: Api, workers: Workers, engine: Engine, redis_url: str) -> Traffic:
     workers.start()
     cc, nit = private_cliente(engine, "CC"), private_cliente(engine, "NIT")
-    unknown = unique_number(12)
+    # 12 digits: the shape of no number the factories make, and a prefix nobody else gets.
+    unknown = unique_number("CC") + "00"
     files = LogFiles(
         {
             "api": api.process,
@@ -167,7 +168,7 @@ def traffic(api: Api, workers: Workers, engine: Engine, redis_url: str) -> Traff
             {"params": {**by_cc, "numero_documento": unknown + "\0"}},
         ),
     ]
-    period = {"desde": str(REPORT_DAY), "hasta": str(REPORT_DAY + timedelta(days=1))}
+    period = REPORT_DAY.params()
     creations = [
         (JobType.EXPORT_CLIENTE, f"/api/clientes/{cc.id}/exportar", {"formato": "csv"}),
         (
