@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import time, timedelta
 
 import pytest
@@ -34,7 +35,7 @@ def test_report_windows_are_whole_days_apart_and_never_touch() -> None:
         assert window.desde < window.middle < window.hasta
         assert window.desde.year >= 1920 and window.hasta.year < 1970
     ordered = sorted(windows, key=lambda window: window.desde)
-    for earlier, later in zip(ordered, ordered[1:], strict=False):
+    for earlier, later in itertools.pairwise(ordered):
         # A purchase at hasta, or a microsecond before desde, still lands in no other window.
         assert later.desde - earlier.hasta >= timedelta(days=1)
     assert windows[0].params() == {
