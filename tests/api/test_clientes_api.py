@@ -22,7 +22,13 @@ from services.query_api.clientes import endpoints, etag, repository
 from shared.models import Cliente
 from shared.settings import to_libpq_url
 from tests.conftest import assert_problem
-from tests.factories import make_cliente, make_compra, make_tipo_documento, tipo_documento_id
+from tests.factories import (
+    make_cliente,
+    make_compra,
+    make_tipo_documento,
+    tipo_documento_id,
+    unique_number,
+)
 
 SUMMARY_FIELDS = {
     "id",
@@ -427,7 +433,9 @@ def test_lote_answers_in_order_with_nulls(client: httpx.Client, engine: Engine) 
 
 def test_lote_takes_up_to_1000(client: httpx.Client, engine: Engine) -> None:
     cliente = make_cliente(engine)
-    pairs = [("CC", f"9{i:09d}") for i in range(999)] + [("CC", cliente.numero_documento)]
+    # Numbers handed to this test and never inserted: no customer can have them.
+    nobodys = [unique_number("CC") for _ in range(999)]
+    pairs = [("CC", numero) for numero in nobodys] + [("CC", cliente.numero_documento)]
     response = client.post("/api/clientes/buscar/lote", json=lote(*pairs))
     assert response.status_code == 200
     results = response.json()["results"]

@@ -7,6 +7,7 @@ import io
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -224,21 +225,34 @@ def test_loyalty_report_end_to_end(http: httpx.Client, engine: Engine) -> None:
 # Refusals.
 
 
-def test_unknown_customer_is_404_and_makes_no_job(http: httpx.Client, engine: Engine) -> None:
-    before = job_count(engine)
+@pytest.fixture
+def own_key(engine: Engine) -> str:
+    """A key of the test's own, with every scope: the jobs it makes are the test's alone."""
+    return new_key(engine, ["read", "export", "admin"])
+
+
+@pytest.fixture
+def mine(api: Api, own_key: str) -> Iterator[httpx.Client]:
+    with api.client(own_key) as http:
+        yield http
+
+
+def test_unknown_customer_is_404_and_makes_no_job(
+    mine: httpx.Client, engine: Engine, own_key: str
+) -> None:
     for response in (
-        http.post("/api/clientes/999999999999/exportar"),
-        http.get("/api/clientes/999999999999/exportar/", params={"formato": "txt"}),
+        mine.post("/api/clientes/999999999999/exportar"),
+        mine.get("/api/clientes/999999999999/exportar/", params={"formato": "txt"}),
     ):
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/problem+json"
-    assert job_count(engine) == before
+    assert job_count(engine, own_key) == 0
 
 
 def test_bad_formato_is_400_in_the_query_and_422_in_the_body(
-    http: httpx.Client, engine: Engine, cliente: Cliente
+    mine: httpx.Client, engine: Engine, own_key: str, cliente: Cliente
 ) -> None:
-    before = job_count(engine)
+    http = mine
     query = http.get(f"/api/clientes/{cliente.id}/exportar", params={"formato": "pdf"})
     assert query.status_code == 400
     problem = query.json()
@@ -251,13 +265,13 @@ def test_bad_formato_is_400_in_the_query_and_422_in_the_body(
     assert unknown_field.status_code == 422
     report = http.get("/api/reporte-fidelizacion/generar", params={"formato": "txt"})
     assert report.status_code == 400 and "excel, csv" in report.json()["detail"]
-    assert job_count(engine) == before
+    assert job_count(engine, own_key) == 0
 
 
 def test_bad_report_dates_and_amounts_are_refused_clearly(
-    http: httpx.Client, engine: Engine
+    mine: httpx.Client, engine: Engine, own_key: str
 ) -> None:
-    before = job_count(engine)
+    http = mine
     path = "/api/reporte-fidelizacion/generar"
     garbage = http.get(path, params={"desde": "ayer"})
     assert garbage.status_code == 400 and garbage.json()["errors"][0]["field"] == "desde"
@@ -269,7 +283,7 @@ def test_bad_report_dates_and_amounts_are_refused_clearly(
     negative = http.get(path, params={"monto_minimo": "-5"})
     assert negative.status_code == 400 and negative.json()["errors"][0]["field"] == "monto_minimo"
     assert http.post(path, json={"monto_minimo": "mucho"}).status_code == 422
-    assert job_count(engine) == before
+    assert job_count(engine, own_key) == 0
 
 
 def test_scopes_and_keys(api: Api, engine: Engine, cliente: Cliente) -> None:
