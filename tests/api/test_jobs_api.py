@@ -8,8 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,8 +18,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from harness.servers import wait_until
-from shared import job_params, storage
-from shared.job_params import InvalidParams
+from shared import storage
 from shared.models import Cliente
 from tests.conftest import Api, Workers
 from tests.factories import make_cliente, make_compra, report_window
@@ -60,54 +58,6 @@ def cliente(engine: Engine) -> Cliente:
     neighbour = make_cliente(engine)
     make_compra(engine, neighbour, numero_factura=f"VECINO-{uuid.uuid4().hex[:8]}")
     return target
-
-
-# Parameters, parsed directly (pure).
-
-
-def test_report_dates_mean_midnight_in_the_business_timezone() -> None:
-    now = datetime(2026, 11, 26, 15, 30, 12, 123456, tzinfo=UTC)
-    params = job_params.parse_report(
-        desde="2026-10-27",
-        hasta="2026-11-26T00:00:00 05:00",  # '+' decoded as a space from a query string
-        monto_minimo="1000.5",
-        formato="XLSX",
-        now=now,
-        timezone=BOGOTA,
-    )
-    assert params.as_json() == {
-        "desde": "2026-10-27T00:00:00-05:00",
-        "hasta": "2026-11-25T14:00:00-05:00",
-        "monto_minimo": "1000.50",
-        "formato": "excel",
-    }
-    default = job_params.parse_report(
-        desde=None, hasta=None, monto_minimo=None, formato=None, now=now, timezone=BOGOTA
-    )
-    assert default.hasta == now.replace(microsecond=0)
-    assert default.hasta - default.desde == timedelta(days=30)
-    assert (default.monto_minimo, default.formato) == (Decimal("5000000.00"), "excel")
-
-
-@pytest.mark.parametrize(
-    ("field", "changes", "message"),
-    [
-        ("formato", {"formato": "pdf"}, "must be one of excel, csv, xlsx"),
-        ("desde", {"desde": "27/10/2026"}, "must be a date"),
-        ("desde", {"desde": "2026-11-01", "hasta": "2026-11-01"}, "must be before hasta"),
-        ("monto_minimo", {"monto_minimo": "-1"}, "≥ 0"),
-        ("monto_minimo", {"monto_minimo": "1.001"}, "at most 2 decimals"),
-        ("monto_minimo", {"monto_minimo": "NaN"}, "decimal number"),
-    ],
-)
-def test_report_params_refuse_what_makes_no_sense(
-    field: str, changes: dict[str, str], message: str
-) -> None:
-    given: dict[str, object] = {"desde": None, "hasta": None, "monto_minimo": None, "formato": None}
-    with pytest.raises(InvalidParams) as refused:
-        job_params.parse_report(**(given | changes), now=datetime.now(UTC), timezone=BOGOTA)
-    assert [error.field for error in refused.value.errors] == [field]
-    assert message in refused.value.errors[0].message
 
 
 # Exports end to end, one per format.

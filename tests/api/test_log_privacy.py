@@ -10,7 +10,6 @@ wrote meanwhile (harness/servers.py `Process.log_path`, under test-output/) are 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import uuid
@@ -20,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from harness import servers
 from harness.servers import wait_until
 from services.export_worker import tasks
-from shared import db, job_queue, logs
+from shared import db, job_queue
 from shared.jobs import JobType
 from shared.models import Cliente
 from shared.settings import Settings
@@ -239,34 +238,6 @@ def test_the_request_id_is_on_the_api_line_and_on_every_worker_line_of_its_job(
     assert f"job {job_id} succeeded" in messages
     assert any(message.startswith(f"job {job_id}: nothing to claim") for message in messages)
     assert {entry.get("request_id") for entry in worker_lines} == {request_id}, worker_lines
-
-
-def test_a_heartbeat_line_from_its_own_thread_carries_the_request_id() -> None:
-    """The heartbeat runs in a thread of its own, which starts with an empty context."""
-    written = io.StringIO()
-    handler = logging.StreamHandler(written)
-    handler.setFormatter(logs.JsonFormatter())
-    tasks.log.addHandler(handler)
-    nowhere = create_engine(
-        f"postgresql+psycopg://postgres@127.0.0.1:{servers.free_port()}/clientes",
-        connect_args={"connect_timeout": 1},
-    )
-    job = tasks.ClaimedJob(
-        id=uuid.uuid4(), type=JobType.EXPORT_CLIENTE, params={}, attempt=1, claimed_at=0.0
-    )
-    request_id = new_request_id("heartbeat")
-    token = logs.request_id_var.set(request_id)
-    try:
-        with tasks.Heartbeat(nowhere, job):
-            wait_until(
-                lambda: f"heartbeat of job {job.id} failed" in written.getvalue(), 10, "beat"
-            )
-    finally:
-        logs.request_id_var.reset(token)
-        tasks.log.removeHandler(handler)
-        nowhere.dispose()
-    beats = [json.loads(line) for line in written.getvalue().splitlines()]
-    assert beats and {entry.get("request_id") for entry in beats} == {request_id}
 
 
 def test_a_failed_statement_does_not_carry_its_parameters(database_url: str) -> None:
