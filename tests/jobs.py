@@ -51,6 +51,19 @@ def job_count(engine: Engine, key: str) -> int:
         )
 
 
+def wait_until_no_job_in_flight(engine: Engine, within: float = 90) -> None:
+    """Every job of the run has ended (none queued, none running), so that counts read from now
+    on move only with the caller's own jobs, not with an earlier test's still settling."""
+
+    def quiet() -> bool:
+        with engine.connect() as connection:
+            return not connection.execute(
+                text("SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('queued', 'running'))")
+            ).scalar_one()
+
+    wait_until(quiet, within, "every job of the run ended")
+
+
 def job_column(engine: Engine, job_id: str, column: str) -> Any:
     with engine.connect() as connection:
         return connection.execute(
