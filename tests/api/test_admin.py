@@ -16,7 +16,7 @@ from shared import api_keys
 from shared.models import ApiKey, Job
 from shared.settings import Settings
 from tests.conftest import Api
-from tests.factories import make_cliente
+from tests.factories import make_cliente, unique_digits
 
 # The API process gets this process's environment (tests.conftest.service_env): same settings.
 SETTINGS = Settings()
@@ -63,7 +63,9 @@ def test_a_wrong_password_is_refused(api: Api) -> None:
 
 
 def test_after_login_a_customer_is_found_by_document(admin: httpx.Client, engine: Engine) -> None:
-    wanted = make_cliente(engine, nombre="Buscada", apellido="Por Documento")
+    # A surname no one else has: the name search below finds this customer only.
+    surname = f"Por Documento {unique_digits()}"
+    wanted = make_cliente(engine, nombre="Buscada", apellido=surname)
     other = make_cliente(engine, nombre="Otra", apellido="Persona")
 
     page = admin.get("/admin/")
@@ -74,8 +76,9 @@ def test_after_login_a_customer_is_found_by_document(admin: httpx.Client, engine
     assert wanted.numero_documento in found.text and "Por Documento" in found.text
     assert other.numero_documento not in found.text
 
-    by_name = admin.get("/admin/cliente/list", params={"search": "por documento"})
+    by_name = admin.get("/admin/cliente/list", params={"search": surname.lower()})
     assert wanted.numero_documento in by_name.text
+    assert other.numero_documento not in by_name.text
 
     logout = admin.get("/admin/logout")
     assert logout.headers["location"].endswith("/admin/login")
