@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
+    # Valid `buscar` requests answered from ASGI, before FastAPI's machinery
+    # (services/query_api/clientes/fast_lane.py); off, the FastAPI route answers them all.
+    buscar_fast_lane: bool = True
 
     @field_validator("database_url", "redis_url")
     @classmethod

@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     admin.install(app, settings)
     # Outermost last: the request id must wrap everything, including slash normalisation; the
     # lookup fast lane is innermost, so its answers get every header and metric the others add.
-    app.add_middleware(fast_lane.BuscarFastLane)
+    if settings.buscar_fast_lane:
+        app.add_middleware(fast_lane.BuscarFastLane)
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(RequestLimitsMiddleware)
