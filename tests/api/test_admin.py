@@ -14,24 +14,11 @@ from sqlalchemy.orm import Session
 
 from shared import api_keys
 from shared.models import ApiKey, Job
-from shared.settings import Settings
+from tests.admin_pages import SETTINGS, login
 from tests.conftest import Api
 from tests.factories import make_cliente
 
-# The API process gets this process's environment (tests.conftest.service_env): same settings.
-SETTINGS = Settings()
 SECRET_FIELD = re.compile(r'value="([^"]+)"[^>]*id="modal-secret-value"')
-
-
-def login(api: Api) -> httpx.Client:
-    http = api.client(key=None, follow_redirects=False)
-    response = http.post(
-        "/admin/login",
-        data={"username": SETTINGS.admin_username, "password": SETTINGS.admin_password},
-    )
-    assert response.status_code == 302, response.text[:500]
-    assert response.headers["location"].endswith("/admin/")
-    return http
 
 
 @pytest.fixture
