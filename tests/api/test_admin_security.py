@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -28,13 +29,28 @@ MAX_FAILURES = 3
 WINDOW_SECONDS = 60
 
 
+@dataclass
+class PrivateRedis:
+    port: int
+    process: servers.Process
+
+    def restart(self) -> None:
+        self.process = servers.redis_server(self.port).start()
+        servers.wait_for_redis(self.port)
+
+
 @pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
+def private_redis() -> Iterator[PrivateRedis]:
     port = servers.free_port()
-    process = servers.redis_server(port).start()
+    server = PrivateRedis(port, servers.redis_server(port).start())
     servers.wait_for_redis(port)
-    yield port
-    process.stop()
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_port(private_redis: PrivateRedis) -> int:
+    return private_redis.port
 
 
 def start_api(service_env: dict[str, str], redis_port: int, **settings: str) -> servers.Process:
@@ -261,6 +277,22 @@ def test_a_malformed_id_is_a_400(
         assert admin.get("/admin/api-key/list").status_code == 200  # the connection lives on
     finally:
         admin.close()
+
+
+def test_without_redis_there_is_no_login(guarded: Api, private_redis: PrivateRedis) -> None:
+    """Fail closed: failures cannot be counted nor sessions checked, so no one gets in."""
+    admin = login(guarded)
+    private_redis.process.stop()
+    try:
+        assert admin.get("/admin/api-key/list").status_code == 302
+        refused = attempt(guarded, "10.8.0.1", SETTINGS.admin_username, SETTINGS.admin_password)
+        assert refused.status_code == 503 and "set-cookie" not in refused.headers
+        assert int(refused.headers["retry-after"]) > 0
+    finally:
+        admin.close()
+        private_redis.restart()
+    back = attempt(guarded, "10.8.0.1", SETTINGS.admin_username, SETTINGS.admin_password)
+    assert back.status_code == 302
 
 
 def key_id_of(engine: Engine, key: str) -> str:
