@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     secret_key: str = PLACEHOLDER_SECRET
     admin_username: str = "admin"
     admin_password: str = PLACEHOLDER_SECRET
+    # Failed /admin logins allowed per client address and per username in a window; past it,
+    # 429 until the window ends (counted in Redis).
+    admin_login_max_failures: int = Field(default=5, ge=1)
+    admin_login_window_seconds: int = Field(default=900, ge=1)
 
     rate_limit_per_minute: int = Field(default=6000, ge=1)
     db_pool_size: int = Field(default=10, ge=1)

@@ -3,8 +3,9 @@ carry the request id that ties a request to its API log line and to its job's wo
 
 The API and the workers of this run are driven with customers whose data is found nowhere else
 (lookups by document, a batch, lists filtered by document and by `q`, an export, a loyalty
-report, a 404, a 400, a 422, a NUL that PostgreSQL cannot take); then the lines their processes
-wrote meanwhile (harness/servers.py `Process.log_path`, under test-output/) are read.
+report, a 404, a 400, a 422, a NUL that PostgreSQL cannot take, a duplicate customer created and
+edited in /admin); then the lines their processes wrote meanwhile (harness/servers.py
+`Process.log_path`, under test-output/) are read.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from shared import db, job_queue
 from shared.jobs import JobType
 from shared.models import Cliente
 from shared.settings import Settings
+from tests.admin_pages import login
 from tests.conftest import Api, Workers
 from tests.factories import make_cliente, make_compra, report_window, unique_digits, unique_number
 from tests.jobs import settle
@@ -124,11 +126,36 @@ def deliver_again(redis_url: str, job_type: JobType, job_id: str) -> None:
     job_queue.publish(job_id, job_type, redis_url=redis_url)
 
 
-def wait_for_line(files: LogFiles, process: str, message: str) -> None:
+def wait_for_line(files: LogFiles, process: str, message: str, count: int = 1) -> None:
     def written() -> bool:
-        return any(message in line.text for line in files.lines()[process])
+        return sum(message in line.text for line in files.lines()[process]) >= count
 
     wait_until(written, 10, message)
+
+
+def duplicate_in_admin(api: Api, files: LogFiles, cc: Cliente, nit: Cliente) -> None:
+    """Issue 12 item 13: a failed admin edit was logged at ERROR by sqladmin with psycopg's
+    DETAIL line, which names the duplicated document number."""
+    copy = {
+        "tipo_documento": str(cc.tipo_documento_id),
+        "numero_documento": cc.numero_documento,
+        "nombre": "Copia",
+        "apellido": "Duplicada",
+        "correo": f"copia.{uuid.uuid4().hex[:8]}@example.com",
+        "telefono": "3001234567",
+        "activo": "y",
+        "save": "Save",
+    }
+    admin = login(api)
+    try:
+        created = admin.post("/admin/cliente/create", data=copy)
+        edited = admin.post(f"/admin/cliente/edit/{nit.id}", data=copy)
+    finally:
+        admin.close()
+    for page in (created, edited):
+        assert page.status_code == 400 and "duplicate key value" in page.text, page.text[-2000:]
+    # sqladmin logs each failure (with its traceback) before answering; the lines are there.
+    wait_for_line(files, "api", "duplicate key value violates unique constraint", count=2)
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +213,7 @@ def traffic(api: Api, workers: Workers, engine: Engine, redis_url: str) -> Traff
             assert answer.status_code == status, (operation, request, answer.text)
             if answer.status_code == 200:
                 assert cc.numero_documento in answer.text or nit.numero_documento in answer.text
+        duplicate_in_admin(api, files, cc, nit)
         for job_type, path, body in creations:
             request_id = new_request_id(job_type)
             created = http.post(path, json=body, headers={"X-Request-ID": request_id})

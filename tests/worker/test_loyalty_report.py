@@ -230,7 +230,8 @@ def test_an_empty_report_is_a_file_with_its_header(
     rendered, content = report(engine, window, formato=formato)
     assert rendered.row_count == 0
     if formato == "csv":
-        assert content.decode("utf-8-sig") == ",".join(HEADER) + "\r\n"
+        # Every text field is quoted (SPEC §5), the header's too.
+        assert content.decode("utf-8-sig") == ",".join(f'"{title}"' for title in HEADER) + "\r\n"
         return
     workbook = openpyxl.load_workbook(io.BytesIO(content))
     sheet = workbook["Reporte"]
