@@ -15,7 +15,7 @@ statements: the API on its async engine, the workers and the scheduler on the sy
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -179,6 +179,7 @@ def claim(job_id: uuid.UUID) -> Update:
             started_at=func.now(),
             progress=0,
             error=null(),  # SQL NULL: None would be stored as the JSON value null
+            publish_pending=False,  # a message reached a worker after all
         )
         .returning(*CLAIMED_COLUMNS)
     )
@@ -269,6 +270,32 @@ def _stale(status: Status, older_than: timedelta, *where: ColumnElement[bool]) -
         .order_by(Job.updated_at)
         .limit(SWEEP_BATCH)
         .with_for_update(skip_locked=True)
+    )
+
+
+def mark_publish_pending(job_ids: Sequence[uuid.UUID]) -> Update:
+    """These queued jobs have no message: the API (or a sweep) could not publish it."""
+    return (
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status == Status.QUEUED)
+        .values(publish_pending=True)
+    )
+
+
+def take_publish_pending() -> Update:
+    """Queued jobs whose publish failed, taken for publishing: the flag is cleared now, and the
+    caller marks again those it still cannot publish."""
+    pending = (
+        select(Job.id)
+        .where(Job.publish_pending, Job.status == Status.QUEUED)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(Job)
+        .where(Job.id.in_(pending))
+        .values(publish_pending=False, updated_at=func.now())
+        .returning(Job.id, Job.type)
     )
 
 
