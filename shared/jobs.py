@@ -84,9 +84,22 @@ class JobError:
         return asdict(self)
 
 
-def storage_key(job_id: uuid.UUID | str, filename: str) -> str:
-    # Fixed per job: a retried attempt overwrites its predecessor's file, never adds another.
-    return f"jobs/{job_id}/{filename}"
+STORAGE_PREFIX = "jobs/"
+
+
+def storage_key(job_id: uuid.UUID | str, attempt: int, filename: str) -> str:
+    # One per attempt: an attempt that lost its job and carries on cannot overwrite the file
+    # of the attempt that won; the winner's key is the one its `succeed` records.
+    return f"{STORAGE_PREFIX}{job_id}/{attempt}/{filename}"
+
+
+def job_of_storage_key(key: str) -> uuid.UUID | None:
+    """The job a stored file belongs to, or None for a key no job could have made."""
+    folder = key.removeprefix(STORAGE_PREFIX).split("/", 1)[0]
+    try:
+        return uuid.UUID(folder)
+    except ValueError:
+        return None
 
 
 # What the API shows of a job (SPEC §4), and what a worker needs to run one.
@@ -332,6 +345,13 @@ def fail_stale_exhausted(stale_after: timedelta) -> Update:
         _transition(Status.FAILED, Job.id.in_(stale))
         .values(finished_at=func.now(), error=error.as_json())
         .returning(Job.id)
+    )
+
+
+def select_results(job_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, str | None]:
+    """The file each of these jobs offers now (succeeded jobs only): the rest are orphans."""
+    return select(Job.id, Job.storage_key).where(
+        Job.id.in_(job_ids), Job.status == Status.SUCCEEDED
     )
 
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # An attempt waits out a storage outage (or a full disk) this long, with backoff, before it
     # gives up; never past its time limit. The job's remaining attempts follow.
     storage_retry_seconds: float = Field(default=900.0, ge=0)
+    # A stored file that no succeeded job offers (its attempt lost, or crashed before recording
+    # it) is deleted once this old; younger ones may still be about to be recorded.
+    orphan_grace_seconds: float = Field(default=3600.0, gt=0)
 
     log_level: str = "INFO"
 

@@ -34,6 +34,7 @@ settings = get_settings()
 # The scheduler's sweeps (scheduler.py), sent by beat every SCHEDULER_INTERVAL_SECONDS.
 RECOVER_TASK = "jobs.recover"
 EXPIRE_TASK = "jobs.expire"
+ORPHANS_TASK = "jobs.sweep_orphans"
 
 
 # A sweep message waits at most this long for a free worker process, then is dropped (a later
@@ -43,14 +44,22 @@ EXPIRE_TASK = "jobs.expire"
 SWEEP_EXPIRES_SECONDS = 10 * 60
 
 
-def beat_schedule(interval_seconds: float) -> dict[str, dict[str, Any]]:
+def beat_schedule(
+    interval_seconds: float, orphan_grace_seconds: float
+) -> dict[str, dict[str, Any]]:
     options = {
         "queue": job_queue.SWEEPS_QUEUE,
         "expires": max(interval_seconds, SWEEP_EXPIRES_SECONDS),
     }
+    # The orphan sweep lists every stored file: twice per grace period is often enough.
+    schedules = {
+        "recover-jobs": (RECOVER_TASK, interval_seconds),
+        "expire-results": (EXPIRE_TASK, interval_seconds),
+        "sweep-orphans": (ORPHANS_TASK, max(interval_seconds, orphan_grace_seconds / 2)),
+    }
     return {
-        name: {"task": task_name, "schedule": interval_seconds, "options": options}
-        for name, task_name in (("recover-jobs", RECOVER_TASK), ("expire-results", EXPIRE_TASK))
+        name: {"task": task_name, "schedule": every, "options": options}
+        for name, (task_name, every) in schedules.items()
     }
 
 
@@ -75,7 +84,7 @@ app.conf.update(
     # On a lost broker connection a running task carries on: its job's row, not the message,
     # decides what counts, and the redelivered message will find nothing to claim.
     worker_cancel_long_running_tasks_on_connection_loss=False,
-    beat_schedule=beat_schedule(settings.scheduler_interval_seconds),
+    beat_schedule=beat_schedule(settings.scheduler_interval_seconds, settings.orphan_grace_seconds),
 )
 
 

@@ -12,6 +12,8 @@ lost:
   not reach Redis) is published at the first sweep that can. A duplicate message is harmless:
   only one claim wins.
 - expire: a succeeded job past its `expires_at` loses its file and becomes `expired`.
+- sweep orphans: a stored file that no succeeded job offers (written by an attempt that lost its
+  job, or that crashed before recording it) is deleted once ORPHAN_GRACE_SECONDS old.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
 
-from services.export_worker.celery_app import EXPIRE_TASK, RECOVER_TASK, settings, task
+from services.export_worker.celery_app import (
+    EXPIRE_TASK,
+    ORPHANS_TASK,
+    RECOVER_TASK,
+    settings,
+    task,
+)
 from shared import db, job_queue, jobs, storage
 from shared.job_events import announce
 from shared.jobs import JobType
@@ -90,3 +98,28 @@ def expire_results() -> int:
     if expired:
         log.info("expired job results", extra={"expired": len(expired)})
     return len(expired)
+
+
+@task(name=ORPHANS_TASK, soft_time_limit=SWEEP_TIME_LIMIT_SECONDS)
+def sweep_orphans() -> int:
+    files = storage.get_storage()
+    old_enough = datetime.now(UTC) - timedelta(seconds=settings.orphan_grace_seconds)
+    candidates = [
+        stored.key
+        for stored in files.list_files(jobs.STORAGE_PREFIX)
+        if stored.modified_at < old_enough
+    ]
+    deleted = 0
+    for start in range(0, len(candidates), jobs.SWEEP_BATCH):
+        batch = candidates[start : start + jobs.SWEEP_BATCH]
+        owners = [jobs.job_of_storage_key(key) for key in batch]
+        job_ids = [job_id for job_id in owners if job_id is not None]
+        with db.sync_engine().connect() as connection:
+            offered = {row.storage_key for row in connection.execute(jobs.select_results(job_ids))}
+        for key in batch:
+            if key not in offered:
+                files.delete(key)
+                deleted += 1
+    if deleted:
+        log.info("deleted orphan files", extra={"deleted": deleted})
+    return deleted

@@ -213,7 +213,7 @@ def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, A
             job, heartbeat, lambda: _render(engine, job, path, heartbeat)
         )
         heartbeat.check()  # canceled meanwhile: do not store a file nobody will fetch
-        key = jobs.storage_key(job.id, rendered.filename)
+        key = jobs.storage_key(job.id, job.attempt, rendered.filename)
         result = {
             "filename": rendered.filename,
             "content_type": rendered.content_type,
@@ -317,14 +317,12 @@ def _succeed(engine: Engine, job: ClaimedJob) -> None:
             extra={"job_id": str(job.id), "row_count": result["row_count"]},
         )
         return
-    # Canceled (or taken over) during the final step. The key is the job's own: delete the file
-    # only when no other attempt may still be using it.
+    # Canceled (or taken over) during the final step. The file is this attempt's alone: no
+    # one will ever fetch it.
     log.info("job %s: result discarded (canceled or taken over)", job.id)
-    current = _current_status(engine, job)
-    if current is None or current in {jobs.Status.CANCELED, jobs.Status.FAILED}:
-        storage.get_storage().delete(key)
-    if current == jobs.Status.CANCELED:
-        _count_outcome(job, current)
+    storage.get_storage().delete(key)
+    if _current_status(engine, job) == jobs.Status.CANCELED:
+        _count_outcome(job, jobs.Status.CANCELED)
 
 
 def _backoff_seconds(attempt: int) -> int:
