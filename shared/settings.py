@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     # waiting its turn gets a duplicate message, which is harmless: only one claim wins.
     job_republish_after_seconds: int = Field(default=600, ge=1)
     scheduler_interval_seconds: float = Field(default=30.0, gt=0)
+    # An attempt waits out a storage outage (or a full disk) this long, with backoff, before it
+    # gives up; never past its time limit. The job's remaining attempts follow.
+    storage_retry_seconds: float = Field(default=900.0, ge=0)
+    # A stored file that no succeeded job offers (its attempt lost, or crashed before recording
+    # it) is deleted once this old; younger ones may still be about to be recorded.
+    orphan_grace_seconds: float = Field(default=3600.0, gt=0)
 
     log_level: str = "INFO"
     # Valid `buscar` requests answered from ASGI, before FastAPI's machinery

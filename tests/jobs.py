@@ -111,9 +111,11 @@ def download(http: httpx.Client, job: dict[str, Any]) -> httpx.Response:
 
 
 def only_file_of(files: storage.Storage, key: str) -> None:
+    """The job's file is the only one in its folder, every attempt's included."""
     path = files.local_path(key)
     assert path is not None and path.is_file()
-    assert list(path.parent.iterdir()) == [path], "one job, one file"
+    job_folder = path.parent.parent  # jobs/<id>/<attempt>/<file>
+    assert [p for p in job_folder.rglob("*") if p.is_file()] == [path], "one job, one file"
 
 
 def query_waiting_on_compras(engine: Engine) -> bool:

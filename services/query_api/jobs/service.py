@@ -78,7 +78,7 @@ async def create_job(
                 return _same_request_or_422(earlier, job_type, parse)
     metrics.JOBS_CREATED.labels(job_type).inc()
     log.info("job %s created", created.id, extra={"job_id": str(created.id), "type": job_type})
-    await _publish(created.id, job_type)
+    await _publish(db, created.id, job_type)
     return created
 
 
@@ -136,9 +136,10 @@ async def _cliente_exists(connection: AsyncConnection, cliente_id: int) -> bool:
     return bool(await connection.scalar(select(exists().where(Cliente.id == cliente_id))))
 
 
-async def _publish(job_id: uuid.UUID, job_type: JobType) -> None:
-    # After the commit, so a worker never looks for a row that is not there yet. Any failure is
-    # only logged: the job is safe in PostgreSQL and the scheduler publishes it later.
+async def _publish(db: AsyncEngine, job_id: uuid.UUID, job_type: JobType) -> None:
+    # After the commit, so a worker never looks for a row that is not there yet. A failure does
+    # not fail the request: the job is safe in PostgreSQL, marked for the scheduler to publish
+    # within one interval of Redis answering again.
     try:
         await asyncio.wait_for(
             asyncio.to_thread(job_queue.publish, job_id, job_type), PUBLISH_TIMEOUT_SECONDS
@@ -149,6 +150,11 @@ async def _publish(job_id: uuid.UUID, job_type: JobType) -> None:
             job_id,
             type(error).__name__,
         )
+        try:
+            async with db.begin() as connection:
+                await connection.execute(jobs.mark_publish_pending([job_id]))
+        except Exception as mark_error:  # the JOB_REPUBLISH_AFTER_SECONDS sweep is left
+            log.warning("job %s not marked for publishing: %s", job_id, type(mark_error).__name__)
 
 
 async def get_owned(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row[Any]:
