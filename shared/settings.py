@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # waiting its turn gets a duplicate message, which is harmless: only one claim wins.
     job_republish_after_seconds: int = Field(default=600, ge=1)
     scheduler_interval_seconds: float = Field(default=30.0, gt=0)
+    # SPEC §12: jobs queued or running per API key (one more is a 429), and the longest
+    # loyalty report window a client may ask for.
+    job_max_active_per_key: int = Field(default=20, ge=1)
+    report_max_days: int = Field(default=366, ge=1)
 
     log_level: str = "INFO"
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from sqlalchemy import Engine, text
 
 from shared import api_keys
+from shared.settings import Settings
 from tests.conftest import BOOTSTRAP_KEY, Api, assert_problem
+from tests.jobs import compras_locked, new_key
 
 
 def key_id_of(engine: Engine, key: str) -> uuid.UUID:
@@ -40,3 +44,64 @@ def test_a_500_carries_the_request_id_and_logs_it(
     assert response.json()["detail"] == "Unexpected error."
     logged = [line for line in api.process.log().splitlines() if "unhandled error" in line]
     assert any(request_id in line for line in logged), "the traceback is logged with its id"
+
+
+def test_active_jobs_per_key_are_capped_even_under_concurrent_requests(
+    api: Api, engine: Engine
+) -> None:
+    cap = Settings.model_fields["job_max_active_per_key"].default
+    key = new_key(engine, ["export"])
+    # Purchases locked: a worker that takes one of these reports stays running, so every job
+    # made stays active for the whole test whether or not the run's workers are up.
+    with compras_locked(engine), api.client(key) as http:
+
+        def create(_: int) -> httpx.Response:
+            return http.post("/api/reporte-fidelizacion/generar", json={"formato": "csv"})
+
+        with ThreadPoolExecutor(max_workers=cap + 10) as pool:
+            answers = list(pool.map(create, range(cap + 10)))
+        accepted = [a for a in answers if a.status_code == 202]
+        refused = [a for a in answers if a.status_code != 202]
+        assert len(accepted) == cap, [a.status_code for a in answers]
+        for answer in refused:
+            body = assert_problem(answer, 429)
+            assert body["limit"] == cap
+            assert int(answer.headers["retry-after"]) > 0
+        with engine.connect() as connection:
+            made = connection.execute(
+                text("SELECT count(*) FROM jobs WHERE api_key_id = :k"),
+                {"k": key_id_of(engine, key)},
+            ).scalar_one()
+        assert made == cap, "a refused request makes no job"
+        # One ended (canceled) job makes room for exactly one more.
+        assert http.delete(f"/api/jobs/{accepted[0].json()['id']}").status_code == 204
+        assert create(0).status_code == 202
+        assert create(0).status_code == 429
+        for answer in accepted:  # leave the run's workers nothing to do
+            http.delete(f"/api/jobs/{answer.json()['id']}")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"hasta": "0001-01-05"}, "hasta"),  # the default desde, 30 days earlier, overflowed
+        ({"desde": "0001-01-01T00:00:00+05:00", "hasta": "2026-01-01"}, "desde"),
+        ({"desde": "9999-12-01", "hasta": "9999-12-31T23:59:59-12:00"}, "hasta"),
+        ({"desde": "2025-01-01", "hasta": "2026-01-03"}, "desde"),  # 367 days
+        ({"hasta": "2026-01-03T00:00:00-05:00", "desde": "2024-12-31T23:59:59Z"}, "desde"),
+    ],
+)
+def test_report_dates_out_of_range_or_too_far_apart_are_422(
+    client: httpx.Client, body: dict[str, str], field: str
+) -> None:
+    response = client.post("/api/reporte-fidelizacion/generar", json=body)
+    assert_problem(response, 422, field=field)
+
+
+def test_report_window_of_exactly_report_max_days_is_accepted(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/reporte-fidelizacion/generar",
+        json={"desde": "2025-01-01", "hasta": "2026-01-02", "formato": "csv"},  # 366 days
+    )
+    assert response.status_code == 202, response.text
+    client.delete(response.headers["location"])

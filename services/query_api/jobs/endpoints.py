@@ -109,6 +109,7 @@ def _report_parser(values: Mapping[str, Any], settings: Settings) -> service.Par
         formato=values.get("formato"),
         now=now,
         timezone=timezone,
+        max_days=settings.report_max_days,
     )
 
 
@@ -123,6 +124,7 @@ async def _accept(
     idempotency_key: str | None,
 ) -> Job:
     """Create the job and answer 202 with `Location` and `Retry-After`."""
+    settings: Settings = request.app.state.settings
     try:
         row = await service.create_job(
             db,
@@ -131,6 +133,7 @@ async def _accept(
             parse=parse,
             idempotency_key=idempotency_key,
             request_id=getattr(request.state, "request_id", None),
+            max_active=settings.job_max_active_per_key,
         )
     except job_params.InvalidParams as error:
         errors = [{"field": e.field, "message": e.message} for e in error.errors]
@@ -152,6 +155,7 @@ _CREATED: dict[int | str, dict[str, Any]] = {
         },
     },
     422: {"description": "A bad JSON body, or an Idempotency-Key reused for another request."},
+    429: {"description": "JOB_MAX_ACTIVE_PER_KEY jobs of this key are queued or running."},
 }
 _EXPORT_CREATED = {**_CREATED, 404: {"description": "No such customer: no job was made."}}
 _NO_JOB: dict[int | str, dict[str, Any]] = {404: {"description": "No such job for this API key."}}
