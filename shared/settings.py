@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     admin_password: str = PLACEHOLDER_SECRET
 
     rate_limit_per_minute: int = Field(default=6000, ge=1)
+    # Unknown API keys per client address a minute; past it, 429 before any database query.
+    auth_failures_per_minute: int = Field(default=30, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
     db_statement_timeout_ms: int = Field(default=5000, ge=100)
 

@@ -19,6 +19,7 @@ import psycopg
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.query_api.auth_failures import AuthFailureLimiter
 from services.query_api.problems import Problem
 from services.query_api.ratelimit import RateLimiter
 from shared import api_keys
@@ -40,6 +41,9 @@ class ApiKeyCache:
         self._engine = engine
         self._database_url = database_url
         self._by_hash: dict[str, Principal] = {}
+        # Every active key's hash, reloaded whenever keys change: lets an address over its
+        # authentication failures through with a real key without a query for a guessed one.
+        self._active_hashes: frozenset[str] = frozenset()
         self._generation = 0
         self._listening = False
         self._task: asyncio.Task[None] | None = None
@@ -53,12 +57,20 @@ class ApiKeyCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def knows(self, key_hash: str) -> bool:
+        """Whether the hash was an active key's at the last reload (the lookup still decides)."""
+        return key_hash in self._active_hashes
+
+    async def _reload_active_hashes(self) -> None:
+        async with self._engine.connect() as connection:
+            hashes = (await connection.execute(api_keys.select_active_hashes())).scalars()
+            self._active_hashes = frozenset(hashes)
+
     def invalidate(self) -> None:
         self._by_hash.clear()
         self._generation += 1
 
-    async def lookup(self, key: str) -> Principal | None:
-        key_hash = api_keys.hash_key(key)
+    async def lookup(self, key_hash: str) -> Principal | None:
         cached = self._by_hash.get(key_hash)
         if cached is not None:
             return cached
@@ -82,9 +94,11 @@ class ApiKeyCache:
                 async with connection:
                     await connection.execute(f"LISTEN {api_keys.CHANGED_CHANNEL}")
                     self.invalidate()
+                    await self._reload_active_hashes()
                     self._listening = True
                     async for _ in connection.notifies():
                         self.invalidate()
+                        await self._reload_active_hashes()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # any failure: stop caching until we listen again
@@ -114,9 +128,21 @@ async def authenticate(request: Request) -> Principal:
     if key is None:
         raise _unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
     cache: ApiKeyCache = request.app.state.api_key_cache
+    failures: AuthFailureLimiter = request.app.state.auth_failures
+    address = request.client.host if request.client else "unknown"
     # Keys are found by their sha256, never compared as text: timing reveals nothing of a key.
-    principal = await cache.lookup(key)
+    key_hash = api_keys.hash_key(key)
+    wait = failures.retry_after(address)
+    if wait is not None and not cache.knows(key_hash):
+        raise Problem(
+            429,
+            "Too many requests with an invalid API key from this address; retry later.",
+            kind="too-many-authentication-failures",
+            headers={"Retry-After": str(wait)},
+        )
+    principal = await cache.lookup(key_hash)
     if principal is None:
+        failures.failed(address)
         raise _unauthorized("The API key is not valid or has been revoked.")
     request.state.principal = principal
     limiter: RateLimiter = request.app.state.rate_limiter

@@ -20,6 +20,7 @@ from services.query_api import (
     web,
 )
 from services.query_api.auth import ApiKeyCache
+from services.query_api.auth_failures import AuthFailureLimiter
 from services.query_api.clientes import fast_lane
 from services.query_api.middleware import (
     RequestLimitsMiddleware,
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.api_bootstrap_key:
             await api_keys.ensure_bootstrap_key(engine, settings.api_bootstrap_key)
         app.state.rate_limiter = RateLimiter(app.state.redis, settings.rate_limit_per_minute)
+        app.state.auth_failures = AuthFailureLimiter(settings.auth_failures_per_minute)
         app.state.api_key_cache = ApiKeyCache(engine, settings.database_url)
         app.state.api_key_cache.start()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -105,3 +106,33 @@ def test_report_window_of_exactly_report_max_days_is_accepted(client: httpx.Clie
     )
     assert response.status_code == 202, response.text
     client.delete(response.headers["location"])
+
+
+def test_failed_authentication_is_limited_per_address_without_the_database(
+    api: Api, engine: Engine
+) -> None:
+    limit = Settings.model_fields["auth_failures_per_minute"].default
+    # Addresses of their own (uvicorn trusts X-Forwarded-For from 127.0.0.1, as from a proxy),
+    # so no other test's failures count here.
+    attacker = {"X-Forwarded-For": f"203.0.113.{uuid.uuid4().int % 250 + 1}"}
+    with api.client(key=None) as anonymous, api.client() as valid:
+
+        def guess() -> httpx.Response:
+            bad = {"Authorization": f"Bearer clk_guess_{uuid.uuid4().hex}", **attacker}
+            return anonymous.get("/api/tipos-documento/", headers=bad)
+
+        assert [guess().status_code for _ in range(limit)] == [401] * limit
+        refused = guess()
+        assert_problem(refused, 429)
+        assert 1 <= int(refused.headers["retry-after"]) <= 61
+        # The same address with a valid key keeps working; another address is not limited.
+        assert valid.get("/api/tipos-documento/", headers=attacker).status_code == 200
+        elsewhere = {"Authorization": "Bearer clk_guess_other", "X-Forwarded-For": "198.51.100.9"}
+        assert anonymous.get("/api/tipos-documento/", headers=elsewhere).status_code == 401
+        # No query any more: with api_keys locked, a lookup would wait for the lock; the
+        # refusals come at once.
+        with engine.begin() as connection:
+            connection.execute(text("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE"))
+            started = time.monotonic()
+            assert [guess().status_code for _ in range(20)] == [429] * 20
+            assert time.monotonic() - started < 2
