@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=6000, ge=1)
     # Unknown API keys per client address a minute; past it, 429 before any database query.
     auth_failures_per_minute: int = Field(default=30, ge=1)
+    # Long polls (`?wait`) under way at once per API key, and in all per API process (the size
+    # of their own Redis pool); one more is answered at once.
+    long_polls_per_key: int = Field(default=10, ge=1)
+    long_polls_max: int = Field(default=200, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
     db_statement_timeout_ms: int = Field(default=5000, ge=100)
 

@@ -136,3 +136,36 @@ def test_failed_authentication_is_limited_per_address_without_the_database(
             started = time.monotonic()
             assert [guess().status_code for _ in range(20)] == [429] * 20
             assert time.monotonic() - started < 2
+
+
+def test_many_long_polls_on_one_key_leave_the_limiter_and_readiness_alone(
+    api: Api, client: httpx.Client, engine: Engine
+) -> None:
+    per_key = Settings.model_fields["long_polls_per_key"].default
+    waiting = 120  # more than the 100 connections of the pool the waits used to share
+    key = new_key(engine, ["export"])
+    limits = httpx.Limits(max_connections=waiting)
+    # Purchases locked: the report stays queued or running, so every wait could last 6 s.
+    with compras_locked(engine), api.client(key, limits=limits) as waiter:
+        job = waiter.post("/api/reporte-fidelizacion/generar", json={"formato": "csv"}).json()
+
+        def wait() -> float:
+            started = time.monotonic()
+            answer = waiter.get(f"/api/jobs/{job['id']}", params={"wait": 6})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status"] in {"queued", "running"}
+            return time.monotonic() - started
+
+        with ThreadPoolExecutor(max_workers=waiting) as pool:
+            durations = [pool.submit(wait) for _ in range(waiting)]
+            time.sleep(3)  # every wait is under way, or already answered
+            ready = client.get("/ready")
+            limited = client.get("/api/tipos-documento/")
+            durations_s = [future.result() for future in durations]
+        waiter.delete(f"/api/jobs/{job['id']}")
+    assert ready.status_code == 200, ready.text
+    assert limited.status_code == 200
+    assert "ratelimit" in limited.headers, "the rate limiter failed open"
+    held = [seconds for seconds in durations_s if seconds >= 5]
+    assert len(held) == per_key, sorted(durations_s)
+    assert all(seconds < 3 for seconds in durations_s if seconds < 5), "the rest answer at once"

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import FileResponse, StreamingResponse
 
 from services.query_api.auth import ExportPrincipal
-from services.query_api.deps import Db, ReadDb, RedisDep, SettingsDep
+from services.query_api.deps import Db, ReadDb, SettingsDep, WaitRedis
 from services.query_api.jobs import service
 from services.query_api.jobs.schemas import ExportBody, Job, JobPage, ReportBody, job_url
 from services.query_api.problems import Problem
@@ -251,17 +251,20 @@ async def list_jobs(
     },
 )
 async def get_job(
+    request: Request,
     response: Response,
     db: ReadDb,
-    redis: RedisDep,
+    redis: WaitRedis,
     principal: ExportPrincipal,
     job_id: JobId,
     wait: Annotated[
         float, Query(ge=0, le=30, description="Seconds to hold the answer until the job ends.")
     ] = 0,
 ) -> Job:
-    """The job; with `wait`, answered as soon as it ends or when `wait` seconds pass."""
-    row = await service.wait_for(db, redis, principal, job_id, wait)
+    """The job; with `wait`, answered as soon as it ends or when `wait` seconds pass (at once
+    when this key already has LONG_POLLS_PER_KEY waits under way)."""
+    long_polls = request.app.state.long_polls
+    row = await service.wait_for(db, redis, long_polls, principal, job_id, wait)
     response.headers.update(service.retry_after(row))
     return Job.from_row(row)
 

@@ -184,18 +184,31 @@ async def get_owned(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row
 
 
 async def wait_for(
-    db: AsyncEngine, redis: Redis, owner: Principal, job_id: uuid.UUID, seconds: float
+    db: AsyncEngine,
+    redis: Redis,
+    long_polls: events.LongPolls,
+    owner: Principal,
+    job_id: uuid.UUID,
+    seconds: float,
 ) -> Row[Any]:
-    """The job once terminal, or as it is after `seconds`."""
+    """The job once terminal, or as it is after `seconds`; at once when the key (or the
+    process) already has as many waits under way as it may."""
 
     async def read() -> Row[Any]:
         return await get_owned(db, owner, job_id)
 
     if seconds <= 0:
         return await read()
-    return await events.wait_until(
-        redis, job_events.channel(job_id), read, lambda row: row.status in jobs.TERMINAL, seconds
-    )
+    with long_polls.slot(owner.key_id) as may_wait:
+        if not may_wait:
+            return await read()
+        return await events.wait_until(
+            redis,
+            job_events.channel(job_id),
+            read,
+            lambda row: row.status in jobs.TERMINAL,
+            seconds,
+        )
 
 
 def retry_after(row: Row[Any]) -> dict[str, str]:
