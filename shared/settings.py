@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=6000, ge=1)
     # Unknown API keys per client address a minute; past it, 429 before any database query.
     auth_failures_per_minute: int = Field(default=30, ge=1)
+    # The longest a verified key is trusted from the API's cache without asking the database
+    # again: the bound on a revocation whose notification was lost.
+    api_key_cache_seconds: float = Field(default=30.0, gt=0, le=60)
     # Long polls (`?wait`) under way at once per API key, and in all per API process (the size
     # of their own Redis pool); one more is answered at once.
     long_polls_per_key: int = Field(default=10, ge=1)

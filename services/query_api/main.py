@@ -64,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await api_keys.ensure_bootstrap_key(engine, settings.api_bootstrap_key)
         app.state.rate_limiter = RateLimiter(app.state.redis, settings.rate_limit_per_minute)
         app.state.auth_failures = AuthFailureLimiter(settings.auth_failures_per_minute)
-        app.state.api_key_cache = ApiKeyCache(engine, settings.database_url)
+        app.state.api_key_cache = ApiKeyCache(
+            engine, settings.database_url, settings.api_key_cache_seconds
+        )
         app.state.api_key_cache.start()
         try:
             yield
