@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     admin_login_window_seconds: int = Field(default=900, ge=1)
 
     rate_limit_per_minute: int = Field(default=6000, ge=1)
+    # Unknown API keys per client address a minute; past it, 429 before any database query.
+    auth_failures_per_minute: int = Field(default=30, ge=1)
+    # The longest a verified key is trusted from the API's cache without asking the database
+    # again: the bound on a revocation whose notification was lost.
+    api_key_cache_seconds: float = Field(default=30.0, gt=0, le=60)
+    # Long polls (`?wait`) under way at once per API key, and in all per API process (the size
+    # of their own Redis pool); one more is answered at once.
+    long_polls_per_key: int = Field(default=10, ge=1)
+    long_polls_max: int = Field(default=200, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
     db_statement_timeout_ms: int = Field(default=5000, ge=100)
 
@@ -56,6 +65,10 @@ class Settings(BaseSettings):
     # A stored file that no succeeded job offers (its attempt lost, or crashed before recording
     # it) is deleted once this old; younger ones may still be about to be recorded.
     orphan_grace_seconds: float = Field(default=3600.0, gt=0)
+    # SPEC §12: jobs queued or running per API key (one more is a 429), and the longest
+    # loyalty report window a client may ask for.
+    job_max_active_per_key: int = Field(default=20, ge=1)
+    report_max_days: int = Field(default=366, ge=1)
 
     log_level: str = "INFO"
     # Valid `buscar` requests answered from ASGI, before FastAPI's machinery

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -52,7 +53,7 @@ def test_report_dates_mean_midnight_in_the_business_timezone() -> None:
 def test_report_params_refuse_what_makes_no_sense(
     field: str, changes: dict[str, str], message: str
 ) -> None:
-    given: dict[str, object] = {"desde": None, "hasta": None, "monto_minimo": None, "formato": None}
+    given: dict[str, Any] = {"desde": None, "hasta": None, "monto_minimo": None, "formato": None}
     with pytest.raises(InvalidParams) as refused:
         job_params.parse_report(**(given | changes), now=datetime.now(UTC), timezone=BOGOTA)
     assert [error.field for error in refused.value.errors] == [field]
