@@ -148,8 +148,10 @@ def api_server(env: dict[str, str], port: int) -> Process:
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 30, "query_api")
+        # Generous: it starts in ~2 s, but a machine busy with other test runs has taken 40.
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 120, "query_api")
     except TimeoutError:
+        process.stop()
         raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
     return process
 

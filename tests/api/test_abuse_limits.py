@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 
 from shared import api_keys
 from shared.settings import Settings
-from tests.conftest import BOOTSTRAP_KEY, Api, assert_problem
+from tests.conftest import Api, assert_problem
 from tests.jobs import compras_locked, new_key
 
 
@@ -24,11 +24,11 @@ def key_id_of(engine: Engine, key: str) -> uuid.UUID:
     return found
 
 
-def test_a_500_carries_the_request_id_and_logs_it(
-    api: Api, client: httpx.Client, engine: Engine
-) -> None:
+def test_a_500_carries_the_request_id_and_logs_it(api: Api, engine: Engine) -> None:
     # A succeeded job whose stored result lacks its fields: the job document cannot be built,
-    # an error no handler knows, which Starlette's outermost middleware used to answer.
+    # an error no handler knows, which Starlette's outermost middleware used to answer. It
+    # belongs to a key of its own, so no other test's job list meets it.
+    key = new_key(engine, ["read"])
     with engine.begin() as connection:
         job_id = connection.execute(
             text(
@@ -36,10 +36,11 @@ def test_a_500_carries_the_request_id_and_logs_it(
                 " VALUES (gen_random_uuid(), 'export_cliente', 'succeeded', '{}', :key, '{}')"
                 " RETURNING id"
             ),
-            {"key": key_id_of(engine, BOOTSTRAP_KEY)},
+            {"key": key_id_of(engine, key)},
         ).scalar_one()
     request_id = f"five-hundred-{uuid.uuid4().hex[:8]}"
-    response = client.get(f"/api/jobs/{job_id}", headers={"X-Request-ID": request_id})
+    with api.client(key) as http:
+        response = http.get(f"/api/jobs/{job_id}", headers={"X-Request-ID": request_id})
     assert_problem(response, 500)
     assert response.headers["x-request-id"] == request_id
     assert response.json()["detail"] == "Unexpected error."
