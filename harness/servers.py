@@ -150,6 +150,7 @@ def api_server(env: dict[str, str], port: int) -> Process:
     try:
         wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 30, "query_api")
     except TimeoutError:
+        process.stop()  # a slow start would otherwise leave it running, orphaned, for ever
         raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
     return process
 
