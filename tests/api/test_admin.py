@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from shared import api_keys
 from shared.models import ApiKey, Job
 from shared.settings import Settings
-from tests.conftest import Api
+from tests.conftest import ADMIN_PASSWORD, SECRET_KEY, Api
 from tests.factories import make_cliente
 
-# The API process gets this process's environment (tests.conftest.service_env): same settings.
-SETTINGS = Settings()
+# The settings the API process gets (tests.conftest.service_env).
+SETTINGS = Settings(secret_key=SECRET_KEY, admin_password=ADMIN_PASSWORD)
 SECRET_FIELD = re.compile(r'value="([^"]+)"[^>]*id="modal-secret-value"')
 
 
