@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install test lint format run seed migrate bench lock clean
 
-$(VENV)/.installed: requirements.lock pyproject.toml scripts/install.sh
+$(VENV)/.installed: requirements-dev.lock pyproject.toml scripts/install.sh
 	scripts/install.sh
 	touch $@
 
@@ -43,9 +43,11 @@ migrate: install
 bench: install
 	$(BIN)/python -m bench --size $(or $(SIZE),small) $(if $(ONLY),--only $(ONLY))
 
-## lock: re-pin every dependency (versions and hashes, no download addresses)
+## lock: re-pin every dependency (versions and hashes, no download addresses): the development
+## lock (.venv, CI) and the runtime lock (the images), the latter pinned to the former's versions
 lock:
-	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q -o requirements-dev.lock
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -q -c requirements-dev.lock -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-output

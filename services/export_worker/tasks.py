@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from services.export_worker import exports, metrics
+from services.export_worker import exports, metrics, shutdown
 from services.export_worker.celery_app import settings, task
 from shared import db, job_queue, jobs, storage
 from shared.job_events import announce
@@ -244,7 +244,8 @@ def _fail(engine: Engine, job: ClaimedJob, error: JobError) -> None:
 
 
 def _succeed(engine: Engine, job: ClaimedJob) -> None:
-    key, result = _render_and_store(engine, job)
+    with shutdown.interruptible():
+        key, result = _render_and_store(engine, job)
     ttl = timedelta(seconds=settings.result_ttl_seconds)
     succeeded = jobs.succeed(job.id, job.attempt, result=result, storage_key=key, result_ttl=ttl)
     if _finish(engine, job, succeeded, jobs.Status.SUCCEEDED):
@@ -317,6 +318,8 @@ def _attempt(engine: Engine, job: ClaimedJob) -> int | None:
     for a retry, None when this attempt is over."""
     try:
         _succeed(engine, job)
+    except shutdown.WorkerStopping:
+        return _hand_back(engine, job)
     except JobLost:
         log.info("job %s: stopped (canceled or taken over)", job.id)
         _count_if_canceled(engine, job)
@@ -334,6 +337,20 @@ def _attempt(engine: Engine, job: ClaimedJob) -> int | None:
         message = f"Unexpected error ({type(error).__name__}); the worker log has the details."
         _fail(engine, job, JobError("internal_error", message))
     return None
+
+
+def _hand_back(engine: Engine, job: ClaimedJob) -> int | None:
+    """The worker is stopping: the job goes back to the queue and its message is published
+    again at once (the caller's retry), for a worker that stays."""
+    try:
+        if not _finish(engine, job, jobs.release(job.id, job.attempt), jobs.Status.QUEUED):
+            return None  # canceled or taken over meanwhile
+    except Exception as error:
+        # Still running in the database: the scheduler requeues it once its heartbeat is stale.
+        log.warning("job %s: not handed back (%s)", job.id, type(error).__name__)
+        return None
+    log.info("job %s: handed back to the queue (worker stopping)", job.id)
+    return 0
 
 
 def _release_for_retry(engine: Engine, job: ClaimedJob, error: Exception) -> int | None:
