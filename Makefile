@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test lint format run seed migrate bench lock clean
+.PHONY: install test test-compose lint format run seed migrate bench lock clean
 
 $(VENV)/.installed: requirements-dev.lock pyproject.toml scripts/install.sh
 	scripts/install.sh
@@ -16,6 +16,12 @@ test: install
 	scripts/ensure-servers.sh
 	scripts/install-browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-compose: docker-compose.yml for real: built, started, used, scaled, restarted (Docker
+## engine, compose v2 and 1.29, and the base images made by scripts/ensure-docker.sh)
+test-compose: install
+	scripts/ensure-docker.sh
+	$(BIN)/pytest -m compose $(or $(PYTEST_ARGS),-v) tests/deploy/test_compose.py
 
 ## lint: ruff, mypy, and the import contracts between the layers (pyproject's [tool.importlinter])
 lint: install
