@@ -163,6 +163,10 @@ RENDERERS: Mapping[JobType, Renderer] = {
     JobType.EXPORT_CLIENTE: _render_export,
     JobType.REPORTE_FIDELIZACION: _render_report,
 }
+# Reports read a window of history, where a replica's lag of a moment does not matter: with
+# READ_DATABASE_URL set they read the replica. An export reads the primary: its customer may
+# have been created a moment ago.
+READS_FROM_REPLICA = frozenset({JobType.REPORTE_FIDELIZACION})
 TIME_LIMITS = {
     JobType.EXPORT_CLIENTE: EXPORT_TIME_LIMIT_SECONDS,
     JobType.REPORTE_FIDELIZACION: REPORT_TIME_LIMIT_SECONDS,
@@ -185,7 +189,8 @@ def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, A
         tempfile.TemporaryDirectory(prefix="clientes-job-") as directory,
     ):
         path = Path(directory) / "output"
-        with engine.connect() as connection, path.open("wb") as out:
+        source = db.sync_read_engine() if job.type in READS_FROM_REPLICA else engine
+        with source.connect() as connection, path.open("wb") as out:
             connection.execution_options(
                 isolation_level="REPEATABLE READ", postgresql_readonly=True
             )
