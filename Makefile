@@ -21,7 +21,7 @@ test: install
 ## engine, compose v2 and 1.29, and the base images made by scripts/ensure-docker.sh)
 test-compose: install
 	scripts/ensure-docker.sh
-	$(BIN)/pytest -m compose $(or $(PYTEST_ARGS),-v) tests/deploy/test_compose.py
+	$(BIN)/pytest -m compose -o timeout=900 $(or $(PYTEST_ARGS),-v) tests/deploy/test_compose.py
 
 ## lint: ruff, mypy, and the import contracts between the layers (pyproject's [tool.importlinter])
 lint: install

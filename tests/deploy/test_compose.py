@@ -348,7 +348,7 @@ def test_a_worker_restarted_mid_job_hands_it_back_at_once(stack: Stack) -> None:
 @pytest.mark.compose
 def test_scaled_stack_survives_an_api_replica_stopped_under_load(stack: Stack) -> None:
     stack.compose(
-        "up", "-d", "--wait", "--wait-timeout", "300",
+        "up", "-d", "--no-recreate", "--wait", "--wait-timeout", "300",
         "--scale", "api=3", "--scale", "worker-exports=3",
     )  # fmt: skip
     assert len(stack.containers("api")) == 3 and len(stack.containers("worker-exports")) == 3
