@@ -83,17 +83,23 @@ def announce(generated: Mapping[str, str], path: str, admin_username: str) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`show-credentials`: the API key and admin login in use (set or generated)."""
-    from shared.settings import get_settings
-
+    """`show-credentials`: the API key and admin login in use, set or generated."""
     del argv
-    settings = get_settings()
-    current = {field: getattr(settings, field) for field in GENERATORS}
-    stored = load(settings.credentials_file)
-    print(describe(current, settings.admin_username))
-    given = sorted(field.upper() for field in GENERATORS if field not in stored)
-    if given:
-        print(f"  (from the environment, not generated: {', '.join(given)})")
+    path = os.environ.get("CREDENTIALS_FILE") or DEFAULT_FILE
+    from_environment = {f: os.environ[f.upper()] for f in GENERATORS if os.environ.get(f.upper())}
+    current = {**load(path), **from_environment}
+    if not current:
+        print(
+            f"no credentials yet: {path} does not exist "
+            "(the first `docker compose up`, or `make run`, makes it)",
+            file=sys.stderr,
+        )
+        return 1
+    print(describe(current, os.environ.get("ADMIN_USERNAME") or "admin"))
+    if from_environment:
+        print(
+            f"  (set in the environment: {', '.join(sorted(f.upper() for f in from_environment))})"
+        )
     return 0
 
 

@@ -64,3 +64,19 @@ def test_generated_credentials_fill_what_the_environment_leaves_unset(tmp_path: 
     assert settings.admin_password == generated["admin_password"]
     assert settings.api_bootstrap_key and settings.api_bootstrap_key.startswith("clk_")
     assert credentials.ensure(path, {}) == {}
+
+
+def test_show_credentials_prints_the_stored_ones_or_says_there_are_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for variable in ("SECRET_KEY", "ADMIN_PASSWORD", "API_BOOTSTRAP_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    path = tmp_path / "credentials.json"
+    monkeypatch.setenv("CREDENTIALS_FILE", str(path))
+    assert credentials.main([]) == 1
+    assert "no credentials yet" in capsys.readouterr().err
+    generated = credentials.ensure(path, {})
+    assert credentials.main([]) == 0
+    shown = capsys.readouterr().out
+    assert generated["api_bootstrap_key"] in shown and generated["admin_password"] in shown
+    assert generated["secret_key"] not in shown
