@@ -148,7 +148,9 @@ def api_server(env: dict[str, str], port: int) -> Process:
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 30, "query_api")
+        # Two minutes: importing the app takes 3 s of CPU, 35 s of wall time on a shared 2-core
+        # machine at load 15.
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 120, "query_api")
     except TimeoutError:
         raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
     return process

@@ -169,7 +169,8 @@ def test_sigterm_mid_report_hands_the_job_back_at_once_and_the_worker_exits(
         assert job_column(engine, job_id, "status") == "queued", "handed back, not left running"
         assert not query_waiting_on_compras(engine), "its query was cancelled in the server"
         queued, unacknowledged = task_messages(broker, job_id)
-        assert len(queued) == 1 and not unacknowledged, "one message waits for the next worker"
+        # Its message, published again (the scheduler's sweeps may add a duplicate: one claim wins).
+        assert queued and not unacknowledged, "a message waits for the next worker"
     assert f"job {job_id}: handed back to the queue" in reports.log()
 
     fault_workers.start()  # the block is gone: the next report worker claims it at once
