@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "change-me"  # noqa: S105 (the value refused in production)
+from shared import credentials
+
+# Values people paste from examples: refused in production, whatever their length.
+PLACEHOLDER_SECRETS = frozenset(
+    {"change-me", "changeme", "change_me", "secret", "password", "admin", "default", "example"}
+)
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -20,10 +27,16 @@ class Settings(BaseSettings):
     port: int = 8000
     timezone: str = "America/Bogota"
 
+    # Unset, these three come from CREDENTIALS_FILE, which the first start (shared.prestart)
+    # fills with generated values (shared.credentials).
     api_bootstrap_key: str | None = None
-    secret_key: str = PLACEHOLDER_SECRET
+    secret_key: str = ""
     admin_username: str = "admin"
-    admin_password: str = PLACEHOLDER_SECRET
+    admin_password: str = ""
+    credentials_file: str = credentials.DEFAULT_FILE
+    # A streaming replica for what may lag a moment (lookups, lists, report queries); unset,
+    # everything reads the primary.
+    read_database_url: str | None = None
     # Failed /admin logins allowed per client address and per username in a window; past it,
     # 429 until the window ends (counted in Redis).
     admin_login_max_failures: int = Field(default=5, ge=1)
@@ -80,18 +93,48 @@ class Settings(BaseSettings):
     def _strip(cls, value: str) -> str:
         return value.strip()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _generated_credentials(cls, data: Any) -> Any:
+        """What the environment leaves unset comes from the generated credentials file."""
+        if not isinstance(data, dict):
+            return data
+        stored = credentials.load(data.get("credentials_file") or credentials.DEFAULT_FILE)
+        for field, value in stored.items():
+            if not data.get(field):
+                data[field] = value
+        return data
+
     @model_validator(mode="after")
-    def _no_placeholder_secrets_outside_development(self) -> Settings:
+    def _strong_secrets(self) -> Settings:
         if self.environment == "production":
             for name in ("secret_key", "admin_password"):
-                if getattr(self, name) == PLACEHOLDER_SECRET:
-                    raise ValueError(f"{name.upper()} still has its placeholder value")
+                if problem := weakness(getattr(self, name)):
+                    raise ValueError(f"{name.upper()} {problem} (refused in production)")
+            return self
+        # Development and tests without a credentials file: random per process, so never a
+        # value anyone can know (cursors then verify only in the process that signed them).
+        self.secret_key = self.secret_key or secrets.token_urlsafe(MIN_SECRET_LENGTH)
+        self.admin_password = self.admin_password or secrets.token_urlsafe(MIN_SECRET_LENGTH)
         return self
 
     @property
     def sqlalchemy_url(self) -> str:
         """The plain postgresql:// URL with the psycopg 3 driver named, as SQLAlchemy wants."""
         return to_psycopg_url(self.database_url)
+
+
+def weakness(secret: str) -> str | None:
+    """Why a secret is too weak for production, or None."""
+    if not secret:
+        return "is not set"
+    if secret.strip().lower() in PLACEHOLDER_SECRETS:
+        return "is a placeholder"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(secret)) < 8:
+        return "repeats too few characters"
+    return None
 
 
 def to_psycopg_url(url: str) -> str:
