@@ -148,7 +148,8 @@ def api_server(env: dict[str, str], port: int) -> Process:
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 30, "query_api")
+        # 60 s: on a loaded two-core machine importing the app alone has taken over 30 s.
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 60, "query_api")
     except TimeoutError:
         raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
     return process

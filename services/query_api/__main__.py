@@ -7,6 +7,7 @@ import tempfile
 
 import uvicorn
 
+from services.query_api.server_limits import HeaderTimeoutProtocol
 from shared.settings import get_settings
 
 
@@ -25,7 +26,11 @@ def main(app_factory: str = "services.query_api.main:create_app") -> None:
         port=settings.port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, with a deadline for a request's headers (slowloris); idle keep-alive
+        # connections close, and past HTTP_MAX_CONCURRENCY connections requests get 503.
+        http=HeaderTimeoutProtocol,
+        timeout_keep_alive=settings.http_keepalive_seconds,
+        limit_concurrency=settings.http_max_concurrency,
         access_log=False,
         proxy_headers=True,
         log_config=None,
