@@ -1,20 +1,26 @@
-"""What uvicorn's httptools protocol lacks against slow clients: a deadline for the headers.
+"""uvicorn's httptools protocol with what it lacks against slow clients.
 
-uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) and answers 503 past
-`limit_concurrency`, but a client that sends its headers a byte at a time (slowloris) holds its
-connection for as long as it likes. Here a connection gets HTTP_HEADER_TIMEOUT_SECONDS for a
-request's headers, counted from when it opens and again from the end of each response (the
-next request on a kept-alive connection); when they do not arrive in time it gets 408 and is
-closed. Only the headers: a slow body is the application's to read, under the concurrency bound.
+uvicorn closes idle keep-alive connections (`timeout_keep_alive`), but a client that sends its
+headers a byte at a time (slowloris) holds its connection for as long as it likes. Here a
+connection gets HTTP_HEADER_TIMEOUT_SECONDS for a request's headers, counted from when it opens
+and again from the end of each response (the next request on a kept-alive connection); when
+they do not arrive in time it gets 408 and is closed. Only the headers: a slow body is the
+application's to read, under the concurrency bound.
+
+The concurrency bound: a request that arrives while the process holds more than
+HTTP_MAX_CONCURRENCY connections (or runs as many requests) is marked in its scope, and the
+application answers it 503 at once (middleware.RequestLimitsMiddleware), a problem+json with
+its X-Request-ID, where uvicorn's own `limit_concurrency` would answer bare text.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from services.query_api.middleware import OVER_CAPACITY
 from shared.settings import get_settings
 
 _DETAIL = b"The request headers took too long."
@@ -24,11 +30,13 @@ _REQUEST_TIMEOUT_RESPONSE = (
 )
 
 
-class HeaderTimeoutProtocol(HttpToolsProtocol):
+class BoundedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Read here, not passed in: uvicorn builds the protocol itself, in each worker process.
-        self._header_timeout = get_settings().http_header_timeout_seconds
+        settings = get_settings()
+        self._header_timeout = settings.http_header_timeout_seconds
+        self._max_concurrency = settings.http_max_concurrency
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -41,6 +49,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_header_deadline()
+        over = len(self.connections) > self._max_concurrency
+        cast(dict[str, Any], self.scope)[OVER_CAPACITY] = over or (
+            len(self.tasks) >= self._max_concurrency
+        )
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness import servers
-from tests.conftest import Api
+from tests.conftest import Api, assert_problem
 
 HEADER_TIMEOUT = 2
 KEEPALIVE = 1
@@ -101,9 +101,11 @@ def test_past_the_connection_bound_requests_get_503_not_a_hang(strict_api: Api) 
         time.sleep(0.5)  # all accepted
         with strict_api.client() as http:
             started = time.monotonic()
-            refused = http.get("/health")
-            assert refused.status_code == 503
+            refused = http.get("/api/tipos-documento/")
             assert time.monotonic() - started < 2
+            assert_problem(refused, 503)
+            assert refused.headers["retry-after"] == "1"
+            assert refused.headers["x-request-id"]
             for sock in idle:
                 sock.close()
             servers.wait_until(
