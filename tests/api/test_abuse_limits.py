@@ -159,13 +159,13 @@ def test_many_long_polls_on_one_key_leave_the_limiter_and_readiness_alone(
     waiting = 120  # more than the 100 connections of the pool the waits used to share
     key = new_key(engine, ["export"])
     limits = httpx.Limits(max_connections=waiting)
-    # Purchases locked: the report stays queued or running, so every wait could last 6 s.
+    # Purchases locked: the report stays queued or running, so every wait could last 10 s.
     with compras_locked(engine), api.client(key, limits=limits) as waiter:
         job = waiter.post("/api/reporte-fidelizacion/generar", json={"formato": "csv"}).json()
 
         def wait() -> float:
             started = time.monotonic()
-            answer = waiter.get(f"/api/jobs/{job['id']}", params={"wait": 6})
+            answer = waiter.get(f"/api/jobs/{job['id']}", params={"wait": 10})
             assert answer.status_code == 200, answer.text
             assert answer.json()["status"] in {"queued", "running"}
             return time.monotonic() - started
@@ -180,6 +180,7 @@ def test_many_long_polls_on_one_key_leave_the_limiter_and_readiness_alone(
     assert ready.status_code == 200, ready.text
     assert limited.status_code == 200
     assert "ratelimit" in limited.headers, "the rate limiter failed open"
-    held = [seconds for seconds in durations_s if seconds >= 5]
+    held = [seconds for seconds in durations_s if seconds >= 9.5]
     assert len(held) == per_key, sorted(durations_s)
-    assert all(seconds < 3 for seconds in durations_s if seconds < 5), "the rest answer at once"
+    # The rest answer at once (a loaded machine takes a few seconds for 120 answers).
+    assert max(seconds for seconds in durations_s if seconds < 9.5) < 7, sorted(durations_s)
