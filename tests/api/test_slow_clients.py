@@ -70,7 +70,7 @@ def test_headers_sent_a_byte_at_a_time_get_408_while_others_are_answered(
             while time.monotonic() - started < HEADER_TIMEOUT + 1:
                 asked = time.monotonic()
                 assert http.get("/api/tipos-documento/").status_code == 200
-                assert time.monotonic() - asked < 1
+                assert time.monotonic() - asked < 3  # answered, not held behind the slow ones
         answers = [read_until_closed(sock) for sock in slow]
     finally:
         stop.set()
