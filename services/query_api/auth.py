@@ -122,11 +122,15 @@ class ApiKeyCache:
                     keepalives_interval=10,
                     keepalives_count=3,
                 )
-                async with connection:
+                # Closed, never `async with`: its exit would send a ROLLBACK and wait for the
+                # answer of a server that may never give one.
+                try:
                     await connection.execute(f"LISTEN {api_keys.CHANGED_CHANNEL}")
                     await self._changed()
                     self._listening = True
                     await self._follow(connection)
+                finally:
+                    await connection.close()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # any failure: stop caching until we listen again
