@@ -151,6 +151,7 @@ def api_server(env: dict[str, str], port: int) -> Process:
         # 60 s: on a loaded two-core machine importing the app alone has taken over 30 s.
         wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 60, "query_api")
     except TimeoutError:
+        process.stop()  # else it outlives the run, retrying a database that is gone
         raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
     return process
 
