@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/clientes"
     redis_url: str = "redis://127.0.0.1:6379/0"
     port: int = 8000
+    # Slow and idle clients (SPEC §12), per API process: the time a request's headers may take,
+    # how long an idle keep-alive connection stays open, and the connections served at once
+    # (past it, 503).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_keepalive_seconds: int = Field(default=5, ge=1)
+    http_max_concurrency: int = Field(default=500, ge=1)
     timezone: str = "America/Bogota"
 
     # Unset, these three come from CREDENTIALS_FILE, which the first start (shared.prestart)
