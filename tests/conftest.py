@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -180,3 +182,19 @@ def files(service_env: dict[str, str]) -> storage.Storage:
     return storage.get_storage(
         Settings(storage_backend="local", storage_dir=service_env["STORAGE_DIR"])
     )
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible HTTP server (moto_server) in its own process."""
+    port = servers.free_port()
+    moto_server = str(Path(sys.executable).parent / "moto_server")
+    process = servers.Process(
+        f"moto-{port}", [moto_server, "-H", "127.0.0.1", "-p", str(port)], dict(os.environ)
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        servers.wait_until(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, 30, "moto")
+        yield url
+    finally:
+        process.stop()

@@ -8,21 +8,18 @@ in the query string and a 422 when it came in the body.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any, BinaryIO, TypeVar
-from urllib.parse import quote
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from starlette.responses import FileResponse, StreamingResponse
 
 from services.query_api.auth import ExportPrincipal
 from services.query_api.deps import Db, ReadDb, RedisDep, SettingsDep
-from services.query_api.jobs import service
+from services.query_api.jobs import downloads, service
 from services.query_api.jobs.schemas import ExportBody, Job, JobPage, ReportBody, job_url
 from services.query_api.problems import Problem
 from shared import file_formats, job_params, storage
@@ -269,7 +266,7 @@ async def delete_job(db: Db, principal: ExportPrincipal, job_id: JobId) -> Respo
     try:
         await service.delete(db, storage.get_storage(), principal, job_id)
     except storage.StorageUnavailable:
-        raise _storage_unavailable() from None
+        raise downloads.storage_unavailable() from None
     return Response(status_code=204)
 
 
@@ -278,7 +275,7 @@ async def delete_job(db: Db, principal: ExportPrincipal, job_id: JobId) -> Respo
     response_class=Response,
     responses={
         200: {
-            "description": "The file.",
+            "description": "The whole file.",
             "content": {
                 content_type: {"schema": {"type": "string", "format": "binary"}}
                 for content_type in _FILE_TYPES
@@ -286,59 +283,24 @@ async def delete_job(db: Db, principal: ExportPrincipal, job_id: JobId) -> Respo
             "headers": {
                 "Content-Disposition": {"description": "`attachment` and its name.", **_HEADER},
                 "ETag": {"description": "The file's sha256.", **_HEADER},
+                "Accept-Ranges": {"description": "`bytes`: ranges are served.", **_HEADER},
             },
+        },
+        206: {
+            "description": "The part of the file that `Range` asked for (`If-Range` honoured).",
+            "headers": {"Content-Range": {"description": "Which bytes, of how many.", **_HEADER}},
         },
         **_NO_JOB,
         409: {"description": "Not ready (with `Retry-After`), failed or canceled."},
         410: {"description": "Expired: the file was deleted."},
+        416: {"description": "The range lies past the end of the file (`Content-Range`)."},
         **_STORAGE_DOWN,
     },
 )
-async def download_job(db: ReadDb, principal: ExportPrincipal, job_id: JobId) -> Response:
-    """The job's file, streamed, with its name, type, length and sha256 as ETag."""
+async def download_job(
+    request: Request, db: ReadDb, principal: ExportPrincipal, job_id: JobId
+) -> Response:
+    """The job's file, streamed, with its name, type, length and sha256 as ETag; a `Range`
+    (with `If-Range`) gets a part of it."""
     row = await service.downloadable(db, principal, job_id)
-    result = row.result
-    headers = {
-        "Content-Disposition": attachment(result["filename"]),
-        "ETag": f'"{result["sha256"]}"',
-        "Cache-Control": "private, no-store",
-    }
-    files = storage.get_storage()
-    try:
-        path = files.local_path(row.storage_key)
-        if path is not None:
-            if not await asyncio.to_thread(path.is_file):
-                raise service.gone()
-            return FileResponse(path, media_type=result["content_type"], headers=headers)
-        source = await asyncio.to_thread(files.open, row.storage_key)
-    except FileNotFoundError:
-        raise service.gone() from None
-    except storage.StorageUnavailable:
-        raise _storage_unavailable() from None
-    headers["Content-Length"] = str(result["size_bytes"])
-    return StreamingResponse(_chunks(source), media_type=result["content_type"], headers=headers)
-
-
-async def _chunks(source: BinaryIO) -> AsyncIterator[bytes]:
-    try:
-        while chunk := await asyncio.to_thread(source.read, 256 * 1024):
-            yield chunk
-    finally:
-        await asyncio.to_thread(source.close)
-
-
-def attachment(filename: str) -> str:
-    """RFC 6266: an ASCII `filename` for old clients and the exact UTF-8 name in `filename*`."""
-    fallback = "".join(
-        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
-    )
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-def _storage_unavailable() -> Problem:
-    return Problem(
-        503,
-        "The file storage is unavailable; try again shortly.",
-        kind="service-unavailable",
-        headers={"Retry-After": "5"},
-    )
+    return await downloads.file_response(request, row)
