@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from services.query_api.auth import ExportPrincipal
+from services.query_api.auth import ExportPrincipal, ExportPrincipalOrLink
 from services.query_api.deps import Db, ReadDb, RedisDep, SettingsDep
-from services.query_api.jobs import downloads, service
-from services.query_api.jobs.schemas import ExportBody, Job, JobPage, ReportBody, job_url
+from services.query_api.jobs import downloads, links, prefer, service
+from services.query_api.jobs.schemas import (
+    ExportBody,
+    Job,
+    JobPage,
+    ReportBody,
+    download_url,
+    job_url,
+)
 from services.query_api.problems import Problem
 from shared import file_formats, job_params, storage
 from shared.jobs import JobType, Status
@@ -109,6 +117,28 @@ def _report_parser(values: Mapping[str, Any], settings: Settings) -> service.Par
     )
 
 
+async def _one_call_wait(
+    wait: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=prefer.MAX_WAIT_SECONDS,
+            description="Seconds to hold the answer for the job to end: `303 See Other` to "
+            "the file if it succeeds in time, else `202`. Same as `Prefer: wait=N`.",
+        ),
+    ] = None,
+    prefer_headers: Annotated[
+        list[str] | None,
+        Header(alias="Prefer", description="RFC 7240; `wait=N` (N ≤ 30) as `?wait=N`."),
+    ] = None,
+) -> int | None:
+    return wait if wait is not None else prefer.wait_seconds(prefer_headers or [])
+
+
+# One-call results (SPEC §9), for every job-creating request: `?wait=N` or `Prefer: wait=N`.
+OneCallWait = Annotated[int | None, Depends(_one_call_wait)]
+
+
 async def _accept(
     request: Request,
     response: Response,
@@ -118,8 +148,10 @@ async def _accept(
     parse: service.ParseParams,
     from_body: set[str],
     idempotency_key: str | None,
+    wait: int | None,
 ) -> Job:
-    """Create the job and answer 202 with `Location` and `Retry-After`."""
+    """Create the job and answer 202 with `Location` and `Retry-After`; with `wait`, hold the
+    answer until the job ends: succeeded in time → 303 to its file."""
     try:
         row = await service.create_job(
             db,
@@ -134,9 +166,21 @@ async def _accept(
         # Like every validation error of the API: 400 for the query string, 422 for the body.
         status = 422 if any(e.field in from_body for e in error.errors) else 400
         raise Problem(status, str(error), kind="validation-error", errors=errors) from None
+    if wait:
+        row = await service.wait_for(db, request.app.state.redis, principal, row.id, wait)
+        response.headers.update(prefer.applied(wait))
+    settings: Settings = request.app.state.settings
+    job = Job.from_row(row, secret=settings.secret_key)
+    if wait and row.status == Status.SUCCEEDED:
+        # The plain download URL, not the signed one: a client following the redirect to the
+        # same host sends its key again (curl -L, requests, browsers), and the link in the body
+        # is there for one that does not.
+        response.status_code = 303
+        response.headers["Location"] = download_url(row.id)
+        return job
     response.headers["Location"] = job_url(row.id)
     response.headers.update(service.retry_after(row) or {"Retry-After": "0"})
-    return Job.from_row(row)
+    return job
 
 
 _HEADER = {"required": True, "schema": {"type": "string"}}
@@ -146,6 +190,15 @@ _CREATED: dict[int | str, dict[str, Any]] = {
         "headers": {
             "Location": {"description": "The job's URL.", **_HEADER},
             "Retry-After": {"description": "Seconds until it is worth looking.", **_HEADER},
+        },
+    },
+    303: {
+        "description": "With `?wait=N` or `Prefer: wait=N`: the job succeeded in time; the body "
+        "is the job, `Location` its file (follow it with the same key).",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+        "headers": {
+            "Location": {"description": "The download URL.", **_HEADER},
+            "Preference-Applied": {"description": "`wait=N`.", **_HEADER},
         },
     },
     422: {"description": "A bad JSON body, or an Idempotency-Key reused for another request."},
@@ -166,13 +219,15 @@ async def exportar_cliente(
     cliente_id: ClienteId,
     formato: Formato = None,
     idempotency_key: IdempotencyKey = None,
+    wait: OneCallWait = None,
 ) -> Job:
     """Start an export of one customer and all their purchases (csv, excel or txt); parameters
-    in the query string or, for POST, a JSON body."""
+    in the query string or, for POST, a JSON body. With `?wait=N`, the file in one call."""
     values, from_body = await _parameters(request, {"formato": formato}, ExportBody)
     parse = _export_parser(cliente_id, values)
+    job_type = JobType.EXPORT_CLIENTE
     return await _accept(
-        request, response, db, principal, JobType.EXPORT_CLIENTE, parse, from_body, idempotency_key
+        request, response, db, principal, job_type, parse, from_body, idempotency_key, wait
     )
 
 
@@ -187,15 +242,17 @@ async def generar_reporte(
     monto_minimo: Monto = None,
     formato: ReportFormato = None,
     idempotency_key: IdempotencyKey = None,
+    wait: OneCallWait = None,
 ) -> Job:
     """Start a loyalty report: active customers whose completed purchases in [desde, hasta)
-    add up to more than monto_minimo; parameters in the query string or, for POST, a JSON body."""
+    add up to more than monto_minimo; parameters in the query string or, for POST, a JSON body.
+    With `?wait=N`, the file in one call."""
     query = {"desde": desde, "hasta": hasta, "monto_minimo": monto_minimo, "formato": formato}
     values, from_body = await _parameters(request, query, ReportBody)
     parse = _report_parser(values, settings)
     job_type = JobType.REPORTE_FIDELIZACION
     return await _accept(
-        request, response, db, principal, job_type, parse, from_body, idempotency_key
+        request, response, db, principal, job_type, parse, from_body, idempotency_key, wait
     )
 
 
@@ -225,7 +282,8 @@ async def list_jobs(
         secret=settings.secret_key,
     )
     next_url = str(request.url.include_query_params(cursor=next_cursor)) if next_cursor else None
-    return JobPage(results=[Job.from_row(row) for row in rows], next=next_url)
+    jobs = [Job.from_row(row, secret=settings.secret_key) for row in rows]
+    return JobPage(results=jobs, next=next_url)
 
 
 @router.get(
@@ -247,6 +305,7 @@ async def get_job(
     response: Response,
     db: ReadDb,
     redis: RedisDep,
+    settings: SettingsDep,
     principal: ExportPrincipal,
     job_id: JobId,
     wait: Annotated[
@@ -256,7 +315,7 @@ async def get_job(
     """The job; with `wait`, answered as soon as it ends or when `wait` seconds pass."""
     row = await service.wait_for(db, redis, principal, job_id, wait)
     response.headers.update(service.retry_after(row))
-    return Job.from_row(row)
+    return Job.from_row(row, secret=settings.secret_key)
 
 
 @router.delete("/jobs/{job_id}", status_code=204, responses={**_NO_JOB, **_STORAGE_DOWN})
@@ -291,6 +350,7 @@ async def delete_job(db: Db, principal: ExportPrincipal, job_id: JobId) -> Respo
             "headers": {"Content-Range": {"description": "Which bytes, of how many.", **_HEADER}},
         },
         **_NO_JOB,
+        403: {"description": "A signed link tampered with or expired."},
         409: {"description": "Not ready (with `Retry-After`), failed or canceled."},
         410: {"description": "Expired: the file was deleted."},
         416: {"description": "The range lies past the end of the file (`Content-Range`)."},
@@ -298,9 +358,22 @@ async def delete_job(db: Db, principal: ExportPrincipal, job_id: JobId) -> Respo
     },
 )
 async def download_job(
-    request: Request, db: ReadDb, principal: ExportPrincipal, job_id: JobId
+    request: Request,
+    db: ReadDb,
+    settings: SettingsDep,
+    principal: ExportPrincipalOrLink,
+    job_id: JobId,
+    expires: Annotated[str | None, Query(description="A signed link's expiry.")] = None,
+    signature: Annotated[str | None, Query(description="A signed link's HMAC.")] = None,
 ) -> Response:
     """The job's file, streamed, with its name, type, length and sha256 as ETag; a `Range`
-    (with `If-Range`) gets a part of it."""
+    (with `If-Range`) gets a part of it. With the API key, or as the job's `signed_url`."""
+    if principal is None:
+        try:
+            links.verify(
+                job_id, expires, signature, now=datetime.now(UTC), secret=settings.secret_key
+            )
+        except links.InvalidLink as error:
+            raise Problem(403, str(error), kind="invalid-signed-link") from None
     row = await service.downloadable(db, principal, job_id)
     return await downloads.file_response(request, row)
