@@ -131,7 +131,7 @@ Renderer = Callable[[Connection, Mapping[str, Any], BinaryIO, Heartbeat], export
 
 
 def _render_export(
-    connection: Connection, params: Mapping[str, Any], out: BinaryIO, _: Heartbeat
+    connection: Connection, params: Mapping[str, Any], out: BinaryIO, heartbeat: Heartbeat
 ) -> exports.RenderedFile:
     export = ExportParams.from_json(params)
     return exports.render_export_cliente(
@@ -140,6 +140,7 @@ def _render_export(
         formato=export.formato,
         out=out,
         generated_at=datetime.now(UTC),
+        on_progress=heartbeat.report,
     )
 
 
