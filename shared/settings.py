@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
 PLACEHOLDER_SECRET = "change-me"  # noqa: S105 (the value refused in production)
 
 
@@ -49,10 +51,28 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Browser apps on these origins may call the API (SPEC §9): comma-separated, empty = none.
+    cors_origins: str = ""
+
     @field_validator("database_url", "redis_url")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_bare(cls, value: str) -> str:
+        for origin in filter(None, (part.strip() for part in value.split(","))):
+            # A browser's Origin is scheme://host[:port]: a path or a slash would never match.
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"CORS_ORIGINS: {origin!r} is not an origin like https://host:port"
+                )
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [part.strip() for part in self.cors_origins.split(",") if part.strip()]
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> Settings:

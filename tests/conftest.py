@@ -59,6 +59,8 @@ def service_env(
         "STORAGE_BACKEND": "local",
         "STORAGE_DIR": str(tmp_path_factory.mktemp("exports")),
         "LOG_LEVEL": "INFO",
+        # A browser front end's origin (tests/api/test_cors.py); any other gets no CORS headers.
+        "CORS_ORIGINS": "http://localhost:3000, https://sac.example",
     }
 
 
