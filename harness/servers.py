@@ -148,8 +148,10 @@ def api_server(env: dict[str, str], port: int) -> Process:
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 30, "query_api")
+        # 60 s: on a loaded machine (several test runs on two cores) the imports alone take 40.
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 60, "query_api")
     except TimeoutError:
+        process.stop()  # not left running, orphaned, when the caller gives up on it
         raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
     return process
 
