@@ -37,6 +37,10 @@ class JobResult(BaseModel):
         None,
         description="The download URL with `expires` and `signature`: works without an API key "
         "for up to an hour, never past the job's `expires_at` (a fresh one on every read).",
+        examples=[
+            "/api/jobs/4b1f0c9e-7d2a-4c51-9a59-0d6f3f0b9c11/download?expires=1764687600"
+            "&signature=9f2c…"
+        ],
     )
 
 
