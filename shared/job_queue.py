@@ -19,6 +19,10 @@ from shared.settings import get_settings
 
 # Separate queues, separate workers: a quick export never waits behind a long report.
 QUEUES = {JobType.EXPORT_CLIENTE: "exports", JobType.REPORTE_FIDELIZACION: "reports"}
+# The scheduler's sweeps have a queue of their own, consumed by both workers: a backlog of
+# exports (or a long report) never holds back the sweeps that recover jobs and delete files.
+SWEEPS_QUEUE = "sweeps"
+ALL_QUEUES = (*QUEUES.values(), SWEEPS_QUEUE)
 TASK_NAMES = {
     JobType.EXPORT_CLIENTE: "jobs.export_cliente",
     JobType.REPORTE_FIDELIZACION: "jobs.reporte_fidelizacion",

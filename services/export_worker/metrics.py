@@ -123,7 +123,7 @@ class MetricsServer(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        registry.register(QueueDepthCollector(settings.redis_url, job_queue.QUEUES.values()))
+        registry.register(QueueDepthCollector(settings.redis_url, job_queue.ALL_QUEUES))
         self.server, _ = start_metrics_server(self.port, registry=registry)
         # A pool process forked later (one replacing a dead one) inherits the listening socket:
         # it must close its copy, or it would keep the port bound should the main process die.

@@ -8,6 +8,7 @@ in the query string and a 422 when it came in the body.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from services.query_api.auth import ExportPrincipal, ExportPrincipalOrLink
-from services.query_api.deps import Db, ReadDb, RedisDep, SettingsDep
+from services.query_api.deps import Db, ReadDb, SettingsDep, WaitRedis
 from services.query_api.jobs import downloads, links, prefer, service
 from services.query_api.jobs.schemas import (
     ExportBody,
@@ -31,7 +32,7 @@ from services.query_api.jobs.schemas import (
 )
 from services.query_api.problems import Problem
 from shared import file_formats, job_params, storage
-from shared.jobs import JobType, Status
+from shared.jobs import TERMINAL, JobType, Status
 from shared.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["jobs"])
@@ -114,6 +115,7 @@ def _report_parser(values: Mapping[str, Any], settings: Settings) -> service.Par
         formato=values.get("formato"),
         now=now,
         timezone=timezone,
+        max_days=settings.report_max_days,
     )
 
 
@@ -152,6 +154,7 @@ async def _accept(
 ) -> Job:
     """Create the job and answer 202 with `Location` and `Retry-After`; with `wait`, hold the
     answer until the job ends: succeeded in time → 303 to its file."""
+    settings: Settings = request.app.state.settings
     try:
         row = await service.create_job(
             db,
@@ -160,6 +163,7 @@ async def _accept(
             parse=parse,
             idempotency_key=idempotency_key,
             request_id=getattr(request.state, "request_id", None),
+            max_active=settings.job_max_active_per_key,
         )
     except job_params.InvalidParams as error:
         errors = [{"field": e.field, "message": e.message} for e in error.errors]
@@ -167,9 +171,14 @@ async def _accept(
         status = 422 if any(e.field in from_body for e in error.errors) else 400
         raise Problem(status, str(error), kind="validation-error", errors=errors) from None
     if wait:
-        row = await service.wait_for(db, request.app.state.redis, principal, row.id, wait)
-        response.headers.update(prefer.applied(wait))
-    settings: Settings = request.app.state.settings
+        state = request.app.state
+        started = time.monotonic()
+        row = await service.wait_for(
+            db, state.wait_redis, state.long_polls, principal, row.id, wait
+        )
+        # Not applied when the key's long polls were all taken and the answer came at once.
+        if row.status in TERMINAL or time.monotonic() - started >= wait - 0.1:
+            response.headers.update(prefer.applied(wait))
     job = Job.from_row(row, secret=settings.secret_key)
     if wait and row.status == Status.SUCCEEDED:
         # The plain download URL, not the signed one: a client following the redirect to the
@@ -202,6 +211,7 @@ _CREATED: dict[int | str, dict[str, Any]] = {
         },
     },
     422: {"description": "A bad JSON body, or an Idempotency-Key reused for another request."},
+    429: {"description": "JOB_MAX_ACTIVE_PER_KEY jobs of this key are queued or running."},
 }
 _EXPORT_CREATED = {**_CREATED, 404: {"description": "No such customer: no job was made."}}
 _NO_JOB: dict[int | str, dict[str, Any]] = {404: {"description": "No such job for this API key."}}
@@ -302,9 +312,10 @@ async def list_jobs(
     },
 )
 async def get_job(
+    request: Request,
     response: Response,
     db: ReadDb,
-    redis: RedisDep,
+    redis: WaitRedis,
     settings: SettingsDep,
     principal: ExportPrincipal,
     job_id: JobId,
@@ -312,8 +323,10 @@ async def get_job(
         float, Query(ge=0, le=30, description="Seconds to hold the answer until the job ends.")
     ] = 0,
 ) -> Job:
-    """The job; with `wait`, answered as soon as it ends or when `wait` seconds pass."""
-    row = await service.wait_for(db, redis, principal, job_id, wait)
+    """The job; with `wait`, answered as soon as it ends or when `wait` seconds pass (at once
+    when this key already has LONG_POLLS_PER_KEY waits under way)."""
+    long_polls = request.app.state.long_polls
+    row = await service.wait_for(db, redis, long_polls, principal, job_id, wait)
     response.headers.update(service.retry_after(row))
     return Job.from_row(row, secret=settings.secret_key)
 
