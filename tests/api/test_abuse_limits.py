@@ -28,7 +28,7 @@ def test_a_500_carries_the_request_id_and_logs_it(api: Api, engine: Engine) -> N
     # A succeeded job whose stored result lacks its fields: the job document cannot be built,
     # an error no handler knows, which Starlette's outermost middleware used to answer. It
     # belongs to a key of its own, so no other test's job list meets it.
-    key = new_key(engine, ["read"])
+    key = new_key(engine, ["export"])
     with engine.begin() as connection:
         job_id = connection.execute(
             text(
