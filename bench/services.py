@@ -91,6 +91,11 @@ def environment(database_url: str, key: str, port: int, work_dir: Path) -> dict[
         "STORAGE_BACKEND": "local",
         "STORAGE_DIR": str(work_dir / "exports"),
         "LOG_LEVEL": "INFO",
+        # One key fires the export burst (hundreds of jobs, each followed by a long poll): the
+        # per-key caps that protect a shared API would refuse the very load being measured.
+        "JOB_MAX_ACTIVE_PER_KEY": "100000",
+        "LONG_POLLS_PER_KEY": "1000",
+        "LONG_POLLS_MAX": "1000",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 

@@ -9,6 +9,7 @@ import csv
 import io
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -140,3 +141,15 @@ def test_without_wait_nothing_is_held(http: httpx.Client, cliente: Cliente) -> N
 def test_a_bad_wait_is_400_naming_it(http: httpx.Client, cliente: Cliente, wait: str) -> None:
     response = http.get(f"/api/clientes/{cliente.id}/exportar", params={"wait": wait})
     assert_problem(response, 400, field="wait")
+
+
+def test_a_replayed_one_call_redirects_to_the_same_file(
+    http: httpx.Client, cliente: Cliente
+) -> None:
+    headers = {"Idempotency-Key": f"one-call-{uuid.uuid4()}", "Prefer": "wait=10"}
+    path = f"/api/clientes/{cliente.id}/exportar"
+    first = http.post(path, headers=headers)
+    again = http.post(path, headers=headers)
+    assert (first.status_code, again.status_code) == (303, 303), again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["location"] == first.headers["location"]
