@@ -103,6 +103,21 @@ def export_latencies(client: httpx.Client, cliente_id: int, count: int) -> list[
     return [timed(client, export_path(cliente_id), EXPORT_DEADLINE_SECONDS) for _ in range(count)]
 
 
+def one_call_latencies(client: httpx.Client, cliente_id: int, count: int) -> list[float]:
+    """`count` one-call exports (SPEC §9), one after the other: `GET exportar?wait=N` following
+    its 303 to the file; seconds from the request sent to the whole file received."""
+    seconds = []
+    for _ in range(count):
+        started = time.perf_counter()
+        response = client.get(
+            f"{export_path(cliente_id)}&wait={WAIT_SECONDS}", follow_redirects=True
+        )
+        if response.status_code != 200 or [r.status_code for r in response.history] != [303]:
+            raise RuntimeError(f"one-call export answered {response.status_code}, not a file")
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
 def export_throughput(url: str, key: str, cliente_id: int, count: int) -> Throughput:
     return asyncio.run(_export_throughput(url, key, cliente_id, count))
 

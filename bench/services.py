@@ -95,6 +95,7 @@ def environment(database_url: str, key: str, port: int, work_dir: Path) -> dict[
         "STORAGE_BACKEND": "local",
         "STORAGE_DIR": str(work_dir / "exports"),
         "LOG_LEVEL": "INFO",
+        "LONG_POLLS_MAX": "1000",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import lru_cache
 from typing import Any, Literal
@@ -16,6 +17,7 @@ PLACEHOLDER_SECRETS = frozenset(
     {"change-me", "changeme", "change_me", "secret", "password", "admin", "default", "example"}
 )
 MIN_SECRET_LENGTH = 32
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -94,6 +96,9 @@ class Settings(BaseSettings):
     # (services/query_api/clientes/fast_lane.py); off, the FastAPI route answers them all.
     buscar_fast_lane: bool = True
 
+    # Browser apps on these origins may call the API (SPEC §9): comma-separated, empty = none.
+    cors_origins: str = ""
+
     @field_validator("database_url", "redis_url")
     @classmethod
     def _strip(cls, value: str) -> str:
@@ -110,6 +115,21 @@ class Settings(BaseSettings):
             if not data.get(field):
                 data[field] = value
         return data
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_bare(cls, value: str) -> str:
+        for origin in filter(None, (part.strip() for part in value.split(","))):
+            # A browser's Origin is scheme://host[:port]: a path or a slash would never match.
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"CORS_ORIGINS: {origin!r} is not an origin like https://host:port"
+                )
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [part.strip() for part in self.cors_origins.split(",") if part.strip()]
 
     @model_validator(mode="after")
     def _strong_secrets(self) -> Settings:

@@ -12,6 +12,7 @@ Errors: `ValueError` for a malformed key, `FileNotFoundError` for a missing one,
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -61,14 +62,51 @@ class StoredFile:
     modified_at: datetime  # aware, UTC: when the file was last written
 
 
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """Bytes `first` to `last` of a file, both included (HTTP's convention)."""
+
+    first: int
+    last: int
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+
+class _Window(io.RawIOBase):
+    """At most `length` bytes of an open file, from where it stands: a range of a local file."""
+
+    def __init__(self, file: BinaryIO, length: int) -> None:
+        self._file = file
+        self._remaining = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self._remaining)
+        if wanted <= 0:
+            return 0
+        data = self._file.read(wanted)
+        buffer[: len(data)] = data
+        self._remaining -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 class Storage(Protocol):
     def save(self, key: str, source: Path) -> int:
         """Store a finished file under `key` (replacing any earlier one); returns its size.
         The source file is left in place."""
         ...
 
-    def open(self, key: str) -> BinaryIO:
-        """The stored file, streamed (never read whole into memory)."""
+    def open(self, key: str, byte_range: ByteRange | None = None) -> BinaryIO:
+        """The stored file, streamed (never read whole into memory); with `byte_range`, only
+        those bytes, fetched from the store as such (an HTTP Range download)."""
         ...
 
     def local_path(self, key: str) -> Path | None:
@@ -125,10 +163,14 @@ class LocalStorage:
                 partial.unlink(missing_ok=True)
             return path.stat().st_size
 
-    def open(self, key: str) -> BinaryIO:
+    def open(self, key: str, byte_range: ByteRange | None = None) -> BinaryIO:
         path = self._path(key)
         with _disk_errors_are_unavailable():
-            return path.open("rb")
+            file = path.open("rb")
+            if byte_range is None:
+                return file
+            file.seek(byte_range.first)
+            return cast(BinaryIO, _Window(file, byte_range.length))
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
@@ -232,10 +274,15 @@ class S3Storage:
             self.client.upload_file(str(source), self.bucket, key)
         return size
 
-    def open(self, key: str) -> BinaryIO:
+    def open(self, key: str, byte_range: ByteRange | None = None) -> BinaryIO:
         validate_key(key)
+        # The store sends only the range asked for: never the whole object for a part of it.
         with _s3_errors(key):
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            if byte_range is None:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            else:
+                asked = f"bytes={byte_range.first}-{byte_range.last}"
+                body = self.client.get_object(Bucket=self.bucket, Key=key, Range=asked)["Body"]
         # botocore's StreamingBody is a readable io.IOBase over the HTTP response.
         return cast(BinaryIO, body)
 

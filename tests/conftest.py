@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -66,6 +68,8 @@ def service_env(
         # The bootstrap key makes the jobs of most tests, some left queued for a while: the
         # per-key cap has its own API in tests/api/test_abuse_limits.py.
         "JOB_MAX_ACTIVE_PER_KEY": "100000",
+        # A browser front end's origin (tests/api/test_cors.py); any other gets no CORS headers.
+        "CORS_ORIGINS": "http://localhost:3000, https://sac.example",
     }
 
 
@@ -189,3 +193,19 @@ def files(service_env: dict[str, str]) -> storage.Storage:
     return storage.get_storage(
         Settings(storage_backend="local", storage_dir=service_env["STORAGE_DIR"])
     )
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible HTTP server (moto_server) in its own process."""
+    port = servers.free_port()
+    moto_server = str(Path(sys.executable).parent / "moto_server")
+    process = servers.Process(
+        f"moto-{port}", [moto_server, "-H", "127.0.0.1", "-p", str(port)], dict(os.environ)
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        servers.wait_until(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, 30, "moto")
+        yield url
+    finally:
+        process.stop()

@@ -140,11 +140,15 @@ def render_export_cliente(
     formato: str,
     out: BinaryIO,
     generated_at: datetime,
+    on_progress: Callable[[int], None] | None = None,
 ) -> RenderedFile:
-    """The customer's data, totals and all their purchases, newest first."""
+    """The customer's data, totals and all their purchases, newest first. Progress: 0, then
+    by the purchases written (their count is read with the customer's data), 100 when done."""
     file_format = _file_format(formato, FORMATOS_EXPORT)
     _require_aware(generated_at, "generated_at")
     timezone = ZoneInfo(get_settings().timezone)
+    if on_progress:
+        on_progress(0)
     cliente = queries.cliente(connection, cliente_id)
     if cliente is None:
         raise ClienteNotFound(f"Customer {cliente_id} does not exist.")
@@ -159,7 +163,7 @@ def render_export_cliente(
         "sí" if cliente.activo else "no",
     ]
     with queries.compras(connection, cliente_id) as rows:
-        compras = _Counted(rows)
+        compras = _Counted(rows, total_of=lambda _: max(cliente.filas, 1), on_progress=on_progress)
         document = Document(
             title="Exportación de cliente",
             sheet_name="Cliente",
@@ -179,6 +183,8 @@ def render_export_cliente(
             ),
         )
         file_format.render(document, out)
+    if on_progress:
+        on_progress(100)
     filename = (
         f"cliente_{_filename_part(cliente.codigo)}_{_filename_part(cliente.numero_documento)}"
     )

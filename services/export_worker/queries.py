@@ -103,17 +103,20 @@ class LoyaltyRule:
         return monto_total > self.monto_minimo
 
 
-ClienteRow = Row[str, str, str, str, str, str, datetime, bool, int, Decimal]
+ClienteRow = Row[str, str, str, str, str, str, datetime, bool, int, Decimal, int]
 CompraRow = tuple[str, datetime, Decimal, str, str]
 # The last column, filas, is the number of rows of the whole report.
 ReporteRow = tuple[str, str, str, str, str, str, int, Decimal, int]
 
 
 def cliente(connection: Connection, cliente_id: int) -> ClienteRow | None:
-    """The customer's data and totals, counted as the API counts them: completed purchases."""
+    """The customer's data and totals, counted as the API counts them: completed purchases;
+    and `filas`, how many purchases the export will list."""
     completed = and_(Compra.cliente_id == Cliente.id, Compra.estado == COMPLETADA)
     total_compras = select(func.count()).where(completed).scalar_subquery()
     monto_total = select(func.coalesce(func.sum(Compra.monto), 0)).where(completed)
+    # Every purchase, whatever its state: the rows of the export, for its progress.
+    filas = select(func.count()).where(Compra.cliente_id == Cliente.id).scalar_subquery()
     statement = (
         select(
             TipoDocumento.codigo,
@@ -126,6 +129,7 @@ def cliente(connection: Connection, cliente_id: int) -> ClienteRow | None:
             Cliente.activo,
             total_compras.label("total_compras"),
             monto_total.scalar_subquery().label("monto_total_compras"),
+            filas.label("filas"),
         )
         .join(TipoDocumento, TipoDocumento.id == Cliente.tipo_documento_id)
         .where(Cliente.id == cliente_id)

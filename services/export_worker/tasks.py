@@ -155,7 +155,7 @@ Renderer = Callable[[Connection, Mapping[str, Any], BinaryIO, Heartbeat], export
 
 
 def _render_export(
-    connection: Connection, params: Mapping[str, Any], out: BinaryIO, _: Heartbeat
+    connection: Connection, params: Mapping[str, Any], out: BinaryIO, heartbeat: Heartbeat
 ) -> exports.RenderedFile:
     export = ExportParams.from_json(params)
     return exports.render_export_cliente(
@@ -164,6 +164,7 @@ def _render_export(
         formato=export.formato,
         out=out,
         generated_at=datetime.now(UTC),
+        on_progress=heartbeat.report,
     )
 
 

@@ -243,6 +243,17 @@ def checks_api_key(call: object) -> bool:
     return call is authenticate or call in _KEY_CHECKS
 
 
+async def _export_key_or_signed_link(request: Request) -> Principal | None:
+    """The export key's principal, or None for a signed link (the download verifies it): a link
+    stands in for the key, so a request that carries one is not asked for a key."""
+    if {"signature", "expires"} & request.query_params.keys():
+        return None
+    return await authorize(request, "export")
+
+
+_KEY_CHECKS.add(_export_key_or_signed_link)
+
 ReadPrincipal = Annotated[Principal, require("read")]
 ExportPrincipal = Annotated[Principal, require("export")]
 AdminPrincipal = Annotated[Principal, require("admin")]
+ExportPrincipalOrLink = Annotated[Principal | None, Depends(_export_key_or_signed_link)]

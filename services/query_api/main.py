@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
+from starlette.middleware.cors import CORSMiddleware
 
 from services.query_api import (
     admin,
@@ -27,6 +28,7 @@ from services.query_api.middleware import (
     RequestLimitsMiddleware,
     ResponseHeadersMiddleware,
     TrailingSlashMiddleware,
+    cors_options,
 )
 from services.query_api.ratelimit import RateLimiter
 from shared import db, logs
@@ -102,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(RequestLimitsMiddleware)
+    if settings.cors_origin_list:  # inside the request id: a preflight's answer carries one too
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origin_list))
     app.add_middleware(ResponseHeadersMiddleware)
     return app
 

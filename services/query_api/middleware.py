@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -138,3 +139,44 @@ class RequestLimitsMiddleware(HttpMiddleware):
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
     await problem_response(Problem(status, detail, kind="request-too-large"))(scope, receive, send)
+
+
+# What a browser app may send, beyond the CORS-safelisted headers.
+CORS_ALLOWED_HEADERS = [
+    "Authorization",
+    "X-API-Key",
+    "Content-Type",
+    "Prefer",
+    "Idempotency-Key",
+    "Range",
+    "If-Range",
+    "If-None-Match",
+    "X-Request-ID",
+]
+# What its script may read of an answer: where a job is, when to look again, the file's name
+# and validator, a range's extent, the request id and the quota.
+CORS_EXPOSED_HEADERS = [
+    "Location",
+    "Retry-After",
+    "Preference-Applied",
+    "Content-Disposition",
+    "Content-Length",
+    "Content-Range",
+    "Accept-Ranges",
+    "ETag",
+    "X-Request-ID",
+    "RateLimit",
+    "RateLimit-Policy",
+]
+
+
+def cors_options(origins: list[str]) -> dict[str, Any]:
+    """Starlette's CORSMiddleware for `origins` (CORS_ORIGINS). No credentials mode: the API
+    is called with a key in a header, never with cookies."""
+    return {
+        "allow_origins": origins,
+        "allow_methods": ["GET", "POST", "DELETE"],
+        "allow_headers": CORS_ALLOWED_HEADERS,
+        "expose_headers": CORS_EXPOSED_HEADERS,
+        "max_age": 600,
+    }

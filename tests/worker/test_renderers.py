@@ -427,3 +427,22 @@ def test_progress_is_reported_in_steps_while_rows_stream(total: int, reported: l
     assert list(counted) == rows
     assert counted.count == total
     assert calls == reported
+
+
+def test_an_export_reports_progress_through_its_purchases(engine: Engine) -> None:
+    cliente = make_cliente(engine)
+    for _ in range(40):
+        make_compra(engine, cliente)
+    progress: list[int] = []
+    with engine.connect() as connection:
+        rendered = exports.render_export_cliente(
+            connection,
+            cliente_id=cliente.id,
+            formato="csv",
+            out=io.BytesIO(),
+            generated_at=GENERATED_AT,
+            on_progress=progress.append,
+        )
+    assert rendered.row_count == 40
+    # 0 before anything is read, a step every 5 % of the purchases written, 100 once closed.
+    assert progress == [0, *range(5, 100, 5), 100]

@@ -4,13 +4,11 @@ HTTP server (moto_server in its own process)."""
 from __future__ import annotations
 
 import os
-import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
 from harness import servers
@@ -34,21 +32,6 @@ BAD_KEYS = [
     "jobs/space here.csv",
     "a" * 1025,
 ]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = servers.free_port()
-    moto_server = str(Path(sys.executable).parent / "moto_server")
-    process = servers.Process(
-        f"moto-{port}", [moto_server, "-H", "127.0.0.1", "-p", str(port)], dict(os.environ)
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        servers.wait_until(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, 30, "moto")
-        yield url
-    finally:
-        process.stop()
 
 
 def s3_settings(endpoint: str, bucket: str) -> Settings:
@@ -101,6 +84,33 @@ def test_open_streams_in_chunks(backend: storage.Storage, tmp_path: Path) -> Non
             chunks.append(chunk)
     assert len(chunks) > 10
     assert b"".join(chunks) == content
+
+
+@pytest.mark.parametrize(
+    ("first", "last"), [(0, 0), (0, 9), (1000, 1999), (3 * 1024 * 1024, 3 * 1024 * 1024 + 16)]
+)
+def test_open_a_byte_range(backend: storage.Storage, tmp_path: Path, first: int, last: int) -> None:
+    content = os.urandom(3 * 1024 * 1024 + 17)
+    backend.save(KEY, a_file(tmp_path, content))
+    with backend.open(KEY, storage.ByteRange(first, last)) as stored:
+        assert stored.read(4) == content[first : min(first + 4, last + 1)]
+        assert stored.read() == content[first + 4 : last + 1]
+        assert stored.read(10) == b""
+
+
+def test_s3_range_is_asked_of_the_store(s3_endpoint: str, tmp_path: Path) -> None:
+    """The object store sends only the range: the API never pulls a whole object for a part."""
+    backend = storage.get_storage(s3_settings(s3_endpoint, f"clientes-{uuid.uuid4().hex[:12]}"))
+    assert isinstance(backend, storage.S3Storage)
+    backend.save(KEY, a_file(tmp_path, os.urandom(5 * 1024 * 1024)))
+    answers: list[dict[str, Any]] = []
+    backend.client.meta.events.register(
+        "after-call.s3.GetObject", lambda parsed, **_: answers.append(parsed)
+    )
+    with backend.open(KEY, storage.ByteRange(100, 199)) as stored:
+        assert len(stored.read()) == 100
+    assert [answer["ContentLength"] for answer in answers] == [100]
+    assert answers[0]["ContentRange"] == f"bytes 100-199/{5 * 1024 * 1024}"
 
 
 def test_save_replaces_an_earlier_file(backend: storage.Storage, tmp_path: Path) -> None:

@@ -8,25 +8,31 @@ in the query string and a 422 when it came in the body.
 
 from __future__ import annotations
 
-import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any, BinaryIO, TypeVar
-from urllib.parse import quote
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from starlette.responses import FileResponse, StreamingResponse
 
-from services.query_api.auth import ExportPrincipal
+from services.query_api.auth import ExportPrincipal, ExportPrincipalOrLink
 from services.query_api.deps import Db, ReadDb, SettingsDep, WaitRedis
-from services.query_api.jobs import service
-from services.query_api.jobs.schemas import ExportBody, Job, JobPage, ReportBody, job_url
+from services.query_api.jobs import downloads, links, prefer, service
+from services.query_api.jobs.schemas import (
+    ExportBody,
+    Job,
+    JobPage,
+    ReportBody,
+    download_url,
+    job_url,
+)
 from services.query_api.problems import Problem
 from shared import file_formats, job_params, storage
-from shared.jobs import JobType, Status
+from shared.jobs import TERMINAL, JobType, Status
 from shared.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["jobs"])
@@ -113,6 +119,28 @@ def _report_parser(values: Mapping[str, Any], settings: Settings) -> service.Par
     )
 
 
+async def _one_call_wait(
+    wait: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=prefer.MAX_WAIT_SECONDS,
+            description="Seconds to hold the answer for the job to end: `303 See Other` to "
+            "the file if it succeeds in time, else `202`. Same as `Prefer: wait=N`.",
+        ),
+    ] = None,
+    prefer_headers: Annotated[
+        list[str] | None,
+        Header(alias="Prefer", description="RFC 7240; `wait=N` (N ≤ 30) as `?wait=N`."),
+    ] = None,
+) -> int | None:
+    return wait if wait is not None else prefer.wait_seconds(prefer_headers or [])
+
+
+# One-call results (SPEC §9), for every job-creating request: `?wait=N` or `Prefer: wait=N`.
+OneCallWait = Annotated[int | None, Depends(_one_call_wait)]
+
+
 async def _accept(
     request: Request,
     response: Response,
@@ -122,8 +150,10 @@ async def _accept(
     parse: service.ParseParams,
     from_body: set[str],
     idempotency_key: str | None,
+    wait: int | None,
 ) -> Job:
-    """Create the job and answer 202 with `Location` and `Retry-After`."""
+    """Create the job and answer 202 with `Location` and `Retry-After`; with `wait`, hold the
+    answer until the job ends: succeeded in time → 303 to its file."""
     settings: Settings = request.app.state.settings
     try:
         row = await service.create_job(
@@ -140,9 +170,26 @@ async def _accept(
         # Like every validation error of the API: 400 for the query string, 422 for the body.
         status = 422 if any(e.field in from_body for e in error.errors) else 400
         raise Problem(status, str(error), kind="validation-error", errors=errors) from None
+    if wait:
+        state = request.app.state
+        started = time.monotonic()
+        row = await service.wait_for(
+            db, state.wait_redis, state.long_polls, principal, row.id, wait
+        )
+        # Not applied when the key's long polls were all taken and the answer came at once.
+        if row.status in TERMINAL or time.monotonic() - started >= wait - 0.1:
+            response.headers.update(prefer.applied(wait))
+    job = Job.from_row(row, secret=settings.secret_key)
+    if wait and row.status == Status.SUCCEEDED:
+        # The plain download URL, not the signed one: a client following the redirect to the
+        # same host sends its key again (curl -L, requests, browsers), and the link in the body
+        # is there for one that does not.
+        response.status_code = 303
+        response.headers["Location"] = download_url(row.id)
+        return job
     response.headers["Location"] = job_url(row.id)
     response.headers.update(service.retry_after(row) or {"Retry-After": "0"})
-    return Job.from_row(row)
+    return job
 
 
 _HEADER = {"required": True, "schema": {"type": "string"}}
@@ -152,6 +199,15 @@ _CREATED: dict[int | str, dict[str, Any]] = {
         "headers": {
             "Location": {"description": "The job's URL.", **_HEADER},
             "Retry-After": {"description": "Seconds until it is worth looking.", **_HEADER},
+        },
+    },
+    303: {
+        "description": "With `?wait=N` or `Prefer: wait=N`: the job succeeded in time; the body "
+        "is the job, `Location` its file (follow it with the same key).",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+        "headers": {
+            "Location": {"description": "The download URL.", **_HEADER},
+            "Preference-Applied": {"description": "`wait=N`.", **_HEADER},
         },
     },
     422: {"description": "A bad JSON body, or an Idempotency-Key reused for another request."},
@@ -177,13 +233,15 @@ async def exportar_cliente(
     cliente_id: ClienteId,
     formato: Formato = None,
     idempotency_key: IdempotencyKey = None,
+    wait: OneCallWait = None,
 ) -> Job:
     """Start an export of one customer and all their purchases (csv, excel or txt); parameters
-    in the query string or, for POST, a JSON body."""
+    in the query string or, for POST, a JSON body. With `?wait=N`, the file in one call."""
     values, from_body = await _parameters(request, {"formato": formato}, ExportBody)
     parse = _export_parser(cliente_id, values)
+    job_type = JobType.EXPORT_CLIENTE
     return await _accept(
-        request, response, db, principal, JobType.EXPORT_CLIENTE, parse, from_body, idempotency_key
+        request, response, db, principal, job_type, parse, from_body, idempotency_key, wait
     )
 
 
@@ -198,15 +256,17 @@ async def generar_reporte(
     monto_minimo: Monto = None,
     formato: ReportFormato = None,
     idempotency_key: IdempotencyKey = None,
+    wait: OneCallWait = None,
 ) -> Job:
     """Start a loyalty report: active customers whose completed purchases in [desde, hasta)
-    add up to more than monto_minimo; parameters in the query string or, for POST, a JSON body."""
+    add up to more than monto_minimo; parameters in the query string or, for POST, a JSON body.
+    With `?wait=N`, the file in one call."""
     query = {"desde": desde, "hasta": hasta, "monto_minimo": monto_minimo, "formato": formato}
     values, from_body = await _parameters(request, query, ReportBody)
     parse = _report_parser(values, settings)
     job_type = JobType.REPORTE_FIDELIZACION
     return await _accept(
-        request, response, db, principal, job_type, parse, from_body, idempotency_key
+        request, response, db, principal, job_type, parse, from_body, idempotency_key, wait
     )
 
 
@@ -236,7 +296,8 @@ async def list_jobs(
         secret=settings.secret_key,
     )
     next_url = str(request.url.include_query_params(cursor=next_cursor)) if next_cursor else None
-    return JobPage(results=[Job.from_row(row) for row in rows], next=next_url)
+    jobs = [Job.from_row(row, secret=settings.secret_key) for row in rows]
+    return JobPage(results=jobs, next=next_url)
 
 
 @router.get(
@@ -259,6 +320,7 @@ async def get_job(
     response: Response,
     db: ReadDb,
     redis: WaitRedis,
+    settings: SettingsDep,
     principal: ExportPrincipal,
     job_id: JobId,
     wait: Annotated[
@@ -270,7 +332,7 @@ async def get_job(
     long_polls = request.app.state.long_polls
     row = await service.wait_for(db, redis, long_polls, principal, job_id, wait)
     response.headers.update(service.retry_after(row))
-    return Job.from_row(row)
+    return Job.from_row(row, secret=settings.secret_key)
 
 
 @router.delete("/jobs/{job_id}", status_code=204, responses={**_NO_JOB, **_STORAGE_DOWN})
@@ -280,7 +342,7 @@ async def delete_job(db: Db, principal: ExportPrincipal, job_id: JobId) -> Respo
     try:
         await service.delete(db, storage.get_storage(), principal, job_id)
     except storage.StorageUnavailable:
-        raise _storage_unavailable() from None
+        raise downloads.storage_unavailable() from None
     return Response(status_code=204)
 
 
@@ -289,7 +351,7 @@ async def delete_job(db: Db, principal: ExportPrincipal, job_id: JobId) -> Respo
     response_class=Response,
     responses={
         200: {
-            "description": "The file.",
+            "description": "The whole file.",
             "content": {
                 content_type: {"schema": {"type": "string", "format": "binary"}}
                 for content_type in _FILE_TYPES
@@ -297,59 +359,38 @@ async def delete_job(db: Db, principal: ExportPrincipal, job_id: JobId) -> Respo
             "headers": {
                 "Content-Disposition": {"description": "`attachment` and its name.", **_HEADER},
                 "ETag": {"description": "The file's sha256.", **_HEADER},
+                "Accept-Ranges": {"description": "`bytes`: ranges are served.", **_HEADER},
             },
         },
+        206: {
+            "description": "The part of the file that `Range` asked for (`If-Range` honoured).",
+            "headers": {"Content-Range": {"description": "Which bytes, of how many.", **_HEADER}},
+        },
         **_NO_JOB,
+        403: {"description": "A signed link tampered with or expired."},
         409: {"description": "Not ready (with `Retry-After`), failed or canceled."},
         410: {"description": "Expired: the file was deleted."},
+        416: {"description": "The range lies past the end of the file (`Content-Range`)."},
         **_STORAGE_DOWN,
     },
 )
-async def download_job(db: ReadDb, principal: ExportPrincipal, job_id: JobId) -> Response:
-    """The job's file, streamed, with its name, type, length and sha256 as ETag."""
+async def download_job(
+    request: Request,
+    db: ReadDb,
+    settings: SettingsDep,
+    principal: ExportPrincipalOrLink,
+    job_id: JobId,
+    expires: Annotated[str | None, Query(description="A signed link's expiry.")] = None,
+    signature: Annotated[str | None, Query(description="A signed link's HMAC.")] = None,
+) -> Response:
+    """The job's file, streamed, with its name, type, length and sha256 as ETag; a `Range`
+    (with `If-Range`) gets a part of it. With the API key, or as the job's `signed_url`."""
+    if principal is None:
+        try:
+            links.verify(
+                job_id, expires, signature, now=datetime.now(UTC), secret=settings.secret_key
+            )
+        except links.InvalidLink as error:
+            raise Problem(403, str(error), kind="invalid-signed-link") from None
     row = await service.downloadable(db, principal, job_id)
-    result = row.result
-    headers = {
-        "Content-Disposition": attachment(result["filename"]),
-        "ETag": f'"{result["sha256"]}"',
-        "Cache-Control": "private, no-store",
-    }
-    files = storage.get_storage()
-    try:
-        path = files.local_path(row.storage_key)
-        if path is not None:
-            if not await asyncio.to_thread(path.is_file):
-                raise service.gone()
-            return FileResponse(path, media_type=result["content_type"], headers=headers)
-        source = await asyncio.to_thread(files.open, row.storage_key)
-    except FileNotFoundError:
-        raise service.gone() from None
-    except storage.StorageUnavailable:
-        raise _storage_unavailable() from None
-    headers["Content-Length"] = str(result["size_bytes"])
-    return StreamingResponse(_chunks(source), media_type=result["content_type"], headers=headers)
-
-
-async def _chunks(source: BinaryIO) -> AsyncIterator[bytes]:
-    try:
-        while chunk := await asyncio.to_thread(source.read, 256 * 1024):
-            yield chunk
-    finally:
-        await asyncio.to_thread(source.close)
-
-
-def attachment(filename: str) -> str:
-    """RFC 6266: an ASCII `filename` for old clients and the exact UTF-8 name in `filename*`."""
-    fallback = "".join(
-        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
-    )
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-def _storage_unavailable() -> Problem:
-    return Problem(
-        503,
-        "The file storage is unavailable; try again shortly.",
-        kind="service-unavailable",
-        headers={"Retry-After": "5"},
-    )
+    return await downloads.file_response(request, row)

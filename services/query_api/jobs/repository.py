@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, TextClause, Update, func, literal, select, text, tuple_, update
 
 from shared.jobs import PUBLIC_COLUMNS, JobType, Status
-from shared.models import Job
+from shared.models import ApiKey, Job
 
 
 def forget_idempotency_key(api_key_id: uuid.UUID, key: str, *, older_than: timedelta) -> Update:
@@ -52,6 +52,15 @@ def select_by_idempotency_key(api_key_id: uuid.UUID, key: str) -> Select[Any]:
 def select_owned(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Select[Any]:
     return select(*PUBLIC_COLUMNS, Job.storage_key).where(
         Job.id == job_id, Job.api_key_id == api_key_id
+    )
+
+
+def select_linked(job_id: uuid.UUID) -> Select[Any]:
+    """A job reached by a signed link: any owner's, while that owner's key is not revoked."""
+    return (
+        select(*PUBLIC_COLUMNS, Job.storage_key)
+        .join(ApiKey, ApiKey.id == Job.api_key_id)
+        .where(Job.id == job_id, ApiKey.revoked_at.is_(None))
     )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
 
+from services.query_api.jobs import links
 from shared.jobs import JobType, Status
 
 
@@ -32,6 +33,15 @@ class JobResult(BaseModel):
     row_count: int
     sha256: str
     download_url: str
+    signed_url: str | None = Field(
+        None,
+        description="The download URL with `expires` and `signature`: works without an API key "
+        "for up to an hour, never past the job's `expires_at` (a fresh one on every read).",
+        examples=[
+            "/api/jobs/4b1f0c9e-7d2a-4c51-9a59-0d6f3f0b9c11/download?expires=1764687600"
+            "&signature=9f2c…"
+        ],
+    )
 
 
 class Job(BaseModel):
@@ -48,10 +58,16 @@ class Job(BaseModel):
     result: JobResult | None
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Job:
+    def from_row(cls, row: Row[Any], *, secret: str, now: datetime | None = None) -> Job:
+        """The job document; `secret` (SECRET_KEY) signs the result's link."""
         job = dict(row._mapping)
         if job["result"] is not None:  # the file's URL is the API's to say, not the worker's
-            job["result"] = {**job["result"], "download_url": download_url(row.id)}
+            path = download_url(row.id)
+            signed = None
+            if row.status == Status.SUCCEEDED:
+                expires = links.link_expiry(now or datetime.now(UTC), row.expires_at)
+                signed = links.signed_path(path, row.id, expires, secret)
+            job["result"] = {**job["result"], "download_url": path, "signed_url": signed}
         return cls.model_validate(job)
 
 

@@ -277,9 +277,10 @@ async def delete(
     await asyncio.to_thread(job_events.announce, job_id, changed)
 
 
-async def downloadable(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row[Any]:
-    """The job if its file can be downloaded now; else 409 (not ready, failed) or 410 (gone)."""
-    row = await get_owned(db, owner, job_id)
+async def downloadable(db: AsyncEngine, owner: Principal | None, job_id: uuid.UUID) -> Row[Any]:
+    """The job if its file can be downloaded now; else 409 (not ready, failed) or 410 (gone).
+    `owner` None: the job of a verified signed link."""
+    row = await get_owned(db, owner, job_id) if owner else await _linked(db, job_id)
     if row.status == Status.SUCCEEDED:
         return row
     if row.status == Status.EXPIRED:
@@ -288,6 +289,14 @@ async def downloadable(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> 
     if row.status in jobs.TERMINAL:
         raise Problem(409, f"{detail}.", kind="job-not-downloadable")
     raise Problem(409, f"{detail} yet.", kind="job-not-ready", headers=retry_after(row))
+
+
+async def _linked(db: AsyncEngine, job_id: uuid.UUID) -> Row[Any]:
+    async with db.connect() as connection:
+        row: Row[Any] | None = (await connection.execute(repository.select_linked(job_id))).first()
+    if row is None:
+        raise NotFound(f"No job {job_id}.")
+    return row
 
 
 def gone() -> Problem:
