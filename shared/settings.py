@@ -47,12 +47,28 @@ class Settings(BaseSettings):
     job_republish_after_seconds: int = Field(default=600, ge=1)
     scheduler_interval_seconds: float = Field(default=30.0, gt=0)
 
+    # Webhooks (SPEC §11): the wait after each failed attempt, in seconds; when the list runs
+    # out the event is given up. The default backs off exponentially over some 24 h.
+    webhook_retry_seconds: str = "10,30,60,300,900,1800,3600,7200,14400,28800,28800"
+    # Receivers on loopback, private, link-local or multicast addresses (development, tests).
+    webhook_allow_private: bool = False
+
     log_level: str = "INFO"
 
     @field_validator("database_url", "redis_url")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("webhook_retry_seconds")
+    @classmethod
+    def _delays(cls, value: str) -> str:
+        parse_delays(value)
+        return value
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return parse_delays(self.webhook_retry_seconds)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> Settings:
@@ -66,6 +82,17 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The plain postgresql:// URL with the psycopg 3 driver named, as SQLAlchemy wants."""
         return to_psycopg_url(self.database_url)
+
+
+def parse_delays(text: str) -> tuple[float, ...]:
+    """ "10,30,60" -> (10.0, 30.0, 60.0): positive seconds, at least one."""
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"a comma list of seconds, like 10,30,60; got {text!r}") from None
+    if not delays or any(delay <= 0 for delay in delays):
+        raise ValueError(f"a comma list of positive seconds, like 10,30,60; got {text!r}")
+    return delays
 
 
 def to_psycopg_url(url: str) -> str:

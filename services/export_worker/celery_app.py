@@ -2,6 +2,7 @@
 
     celery -A services.export_worker.celery_app worker --queues exports   # quick exports
     celery -A services.export_worker.celery_app worker --queues reports   # heavy reports
+    celery -A services.export_worker.celery_app worker --queues webhooks  # webhook deliveries
     celery -A services.export_worker.celery_app beat                      # sweeps (scheduler.py)
 
 Delivery is at least once: a message is acknowledged only after its task ran (acks_late) and
@@ -38,18 +39,31 @@ EXPIRE_TASK = "jobs.expire"
 
 def beat_schedule(interval_seconds: float) -> dict[str, dict[str, Any]]:
     # A sweep message not run within one interval is dropped: the next one supersedes it, so
-    # sweeps never pile up while no worker is consuming.
-    options = {"queue": job_queue.QUEUES[JobType.EXPORT_CLIENTE], "expires": interval_seconds}
+    # sweeps never pile up while no worker is consuming. The webhook sweep runs on the webhooks
+    # worker, so that it works even while the export worker is busy or down.
+    sweeps = (
+        ("recover-jobs", RECOVER_TASK, job_queue.QUEUES[JobType.EXPORT_CLIENTE]),
+        ("expire-results", EXPIRE_TASK, job_queue.QUEUES[JobType.EXPORT_CLIENTE]),
+        ("send-webhooks", job_queue.WEBHOOK_SWEEP_TASK, job_queue.WEBHOOKS_QUEUE),
+    )
     return {
-        name: {"task": task_name, "schedule": interval_seconds, "options": options}
-        for name, task_name in (("recover-jobs", RECOVER_TASK), ("expire-results", EXPIRE_TASK))
+        name: {
+            "task": task_name,
+            "schedule": interval_seconds,
+            "options": {"queue": queue, "expires": interval_seconds},
+        }
+        for name, task_name, queue in sweeps
     }
 
 
 app = Celery(
     "clientes",
     broker=settings.redis_url,
-    include=["services.export_worker.tasks", "services.export_worker.scheduler"],
+    include=[
+        "services.export_worker.tasks",
+        "services.export_worker.scheduler",
+        "services.export_worker.webhooks",
+    ],
 )
 app.conf.update(
     job_queue.MESSAGE_SETTINGS,

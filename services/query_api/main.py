@@ -18,6 +18,7 @@ from services.query_api import (
     openapi,
     problems,
     web,
+    webhooks,
 )
 from services.query_api.auth import ApiKeyCache
 from services.query_api.clientes import fast_lane
@@ -90,4 +91,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _api_routers() -> list[APIRouter]:
     """Each domain contributes one router; they are listed here and nowhere else."""
-    return [clientes.router, api_keys.router, jobs.router]
+    return [clientes.router, api_keys.router, jobs.router, webhooks.router]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Row, Update, text
+from sqlalchemy import Engine, Executable, Row, text
 
 from services.query_api.jobs import repository
 from shared import api_keys, jobs
@@ -47,7 +47,7 @@ def other_owner(engine: Engine) -> uuid.UUID:
     return new_owner(engine, "job-state-other")
 
 
-def execute(engine: Engine, statement: Update) -> Row[Any] | None:
+def execute(engine: Engine, statement: Executable) -> Row[Any] | None:
     with engine.begin() as connection:
         row: Row[Any] | None = connection.execute(statement).first()
         return row
