@@ -55,7 +55,8 @@ def refused_because(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> s
     """Why a webhook may not go to this address, or None for a public one."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return refused_because(address.ipv4_mapped)
-    for kind in ("loopback", "private", "link_local", "multicast", "unspecified", "reserved"):
+    # Most specific first: 169.254.0.0/16 is "private" too, but "link-local" says more.
+    for kind in ("loopback", "link_local", "multicast", "unspecified", "private", "reserved"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
     return None
