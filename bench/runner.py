@@ -21,7 +21,7 @@ from typing import TypeVar
 import httpx
 import psycopg
 
-from bench import copy_baseline, drivers, jobs, pgbench, services, soak, writers, wrk
+from bench import copy_baseline, drivers, fast_lane, jobs, pgbench, services, soak, writers, wrk
 from bench import dataset as datasets
 from bench.report import Figure, Results, Table, Target, not_measured
 from bench.sizes import PUBLIC_SIZES, Size
@@ -235,6 +235,47 @@ def lookup_figures(context: Context) -> list[Figure]:
             "HTTP ceiling errors",
             Target("0", at_most=0),
             f"{load.non_2xx} non-2xx, {load.socket_errors} socket errors" if load.errors else "",
+        ),
+    ]
+
+
+def lane_figures(context: Context) -> list[Figure]:
+    """The fast lane on against off (bench/fast_lane.py): the lane stays only if it saves at
+    least 15% of the API's CPU per request (issue 11)."""
+    sample = datasets.documents(context.dataset.url)
+    requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
+    authorization = f"Bearer {context.key}"
+    lanes = fast_lane.measure(
+        context.env, requests, authorization, context.seconds, context.log, say
+    )
+    route = f"{fast_lane.SETTING}=false (the FastAPI route), same load, in turns"
+    how = f"{fast_lane.ROUNDS} rounds of {context.seconds} s each way, the order swapped each round"
+    errors = sum(turn.load.errors for turn in lanes.on + lanes.off)
+
+    def per_round(measure: Callable[[fast_lane.Turn], float]) -> str:
+        return ", ".join(f"{ratio:.2f}" for ratio in lanes.round_ratios(measure))
+
+    return [
+        Figure(
+            "lane_cpu_us",
+            "`buscar` fast lane on: API CPU per request (/proc, process tree)",
+            "µs",
+            lanes.cpu_us_per_request(lanes.on),
+            lanes.cpu_us_per_request(lanes.off),
+            route,
+            Target("≤ 0.85× the route (saves ≥ 15%: keep the lane)", ratio_at_most=0.85),
+            f"{how}; on ÷ off per round: {per_round(lambda turn: turn.cpu_us_per_request)}",
+        ),
+        Figure(
+            "lane_rps",
+            "`buscar` fast lane on: rate",
+            "req/s",
+            lanes.requests_per_second(lanes.on),
+            lanes.requests_per_second(lanes.off),
+            route,
+            None,
+            f"on ÷ off per round: {per_round(lambda turn: turn.load.requests_per_second)}"
+            + (f"; {errors} errors (non-2xx + socket)" if errors else ""),
         ),
     ]
 
@@ -525,6 +566,7 @@ def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
 # (name for --only, title, measure), in the order they run.
 GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
     ("buscar", "buscar", lookup_figures),
+    ("lane", "buscar fast lane on and off", lane_figures),
     ("drivers", "lookup SQL: SQLAlchemy async against psycopg", driver_figures),
     ("lote", "buscar/lote", lote_figures),
     ("exports", "export jobs", export_figures),

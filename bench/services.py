@@ -33,6 +33,8 @@ KEY_NAME = "bench"
 # The bench key is a high-volume consumer's key: the limiter still counts every request in
 # Redis, but this quota is never what the figures measure.
 KEY_RATE_LIMIT_PER_MINUTE = 100_000_000
+# Positions in /proc/<pid>/stat counted from the state (field 3 of proc(5)).
+STAT_PPID, STAT_UTIME, STAT_STIME = 1, 11, 12
 
 
 class BenchProcess(servers.Process):
@@ -154,15 +156,29 @@ def peak_rss_mb(process: BenchProcess) -> float:
 def tree_rss_mb(process: BenchProcess) -> float:
     """Resident memory (VmRSS) of a process and all its descendants: the API's uvicorn master
     and its workers, a Celery worker and its pool processes."""
-    pids = [process.pid]
-    for pid in pids:  # the list grows as children are found: every level is visited
-        pids += _children(pid)
     kilobytes = 0
-    for pid in pids:
+    for pid in _tree(process.pid):
         for line in _status(pid):
             if line.startswith("VmRSS:"):
                 kilobytes += int(line.split()[1])
     return kilobytes / 1024
+
+
+def tree_cpu_seconds(process: BenchProcess) -> float:
+    """CPU time (user + system) used so far by a process and its living descendants."""
+    ticks = 0
+    for pid in _tree(process.pid):
+        fields = _stat_fields(pid)
+        if fields:
+            ticks += int(fields[STAT_UTIME]) + int(fields[STAT_STIME])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(root: int) -> list[int]:
+    pids = [root]
+    for pid in pids:  # the list grows as children are found: every level is visited
+        pids += _children(pid)
+    return pids
 
 
 def _status(pid: int) -> list[str]:
@@ -175,13 +191,18 @@ def _status(pid: int) -> list[str]:
 def _children(parent: int) -> list[int]:
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
-            continue
-        if int(fields[1]) == parent:
+        fields = _stat_fields(int(stat.parent.name))
+        if fields and int(fields[STAT_PPID]) == parent:
             children.append(int(stat.parent.name))
     return children
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name (which may hold spaces): the state first."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # the process ended meanwhile
+        return []
 
 
 def _vm_hwm_kb(pid: int) -> int:

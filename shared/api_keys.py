@@ -87,6 +87,10 @@ def select_active_by_hash(key_hash: str) -> Select[uuid.UUID, str, list[str], in
     )
 
 
+def select_active_hashes() -> Select[str]:
+    return select(ApiKey.key_hash).where(ApiKey.revoked_at.is_(None))
+
+
 def revoke_key(key_id: uuid.UUID) -> Update:
     return (
         update(ApiKey)

@@ -24,6 +24,10 @@ DEFAULT_REPORT_WINDOW = timedelta(days=30)
 # compras.monto is numeric(15,2): a larger threshold could never be met by one purchase anyway.
 MAX_MONTO = Decimal("9999999999999.99")
 CENTS = Decimal("0.01")
+# The moments a report may name: every date in between survives the time zone arithmetic here
+# and in PostgreSQL; one outside is refused by name, never an OverflowError.
+EARLIEST_MOMENT = date(1900, 1, 1)
+LATEST_MOMENT = date(3000, 1, 1)
 
 # In a query string an unencoded '+' arrives as a space: "…T08:00:00 05:00" meant "+05:00".
 _OFFSET_SENT_AS_SPACE = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
@@ -103,9 +107,12 @@ def parse_report(
     formato: object,
     now: datetime,
     timezone: tzinfo,
+    max_days: int | None = None,
 ) -> ReportParams:
     """Defaults: `hasta` is now, `desde` is 30 days before `hasta`. A date means midnight at the
-    start of that day in `timezone`; a datetime without an offset is read in `timezone` too."""
+    start of that day in `timezone`; a datetime without an offset is read in `timezone` too.
+    With `max_days` (the API's REPORT_MAX_DAYS), a longer window is refused; a job already
+    accepted is not checked again against it (the worker passes none)."""
     errors: list[FieldError] = []
     parsed_formato = _formato(formato, FORMATOS_REPORTE, DEFAULT_FORMATO_REPORTE, errors)
     parsed_monto = _monto(monto_minimo, errors)
@@ -115,14 +122,25 @@ def parse_report(
         raise InvalidParams(errors)
     end = given_hasta or now.replace(microsecond=0).astimezone(timezone)
     start = given_desde or end - DEFAULT_REPORT_WINDOW
+    # The field the client can change to fix the window: desde if given, else hasta.
+    field = "desde" if given_desde else "hasta"
     if start >= end:
-        field = "desde" if given_desde else "hasta"
         raise InvalidParams(
             [
                 FieldError(
                     field,
                     f"desde ({start.isoformat()}) must be before hasta ({end.isoformat()}): "
                     "desde is inclusive, hasta exclusive",
+                )
+            ]
+        )
+    if max_days is not None and end - start > timedelta(days=max_days):
+        raise InvalidParams(
+            [
+                FieldError(
+                    field,
+                    f"the report's window (desde {start.isoformat()} to hasta "
+                    f"{end.isoformat()}) spans more than {max_days} days",
                 )
             ]
         )
@@ -181,14 +199,24 @@ def _moment(
     text = str(value).strip()
     try:
         if len(text) == len("2026-10-27"):
-            return datetime.combine(date.fromisoformat(text), time(), tzinfo=timezone)
-        moment = datetime.fromisoformat(_OFFSET_SENT_AS_SPACE.sub(r"\1+\2", text))
+            moment = datetime.combine(date.fromisoformat(text), time(), tzinfo=timezone)
+        else:
+            moment = datetime.fromisoformat(_OFFSET_SENT_AS_SPACE.sub(r"\1+\2", text))
     except ValueError:
         errors.append(
             FieldError(
                 field,
                 "must be a date (2026-10-27, midnight at its start) or an ISO 8601 datetime "
                 f"(2026-10-27T08:00:00-05:00); got {value!r}",
+            )
+        )
+        return None
+    # Checked on the date as written, before any arithmetic could overflow.
+    if not EARLIEST_MOMENT <= moment.date() < LATEST_MOMENT:
+        errors.append(
+            FieldError(
+                field,
+                f"must be on or after {EARLIEST_MOMENT} and before {LATEST_MOMENT}; got {value!r}",
             )
         )
         return None

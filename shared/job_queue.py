@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 # Separate queues, separate workers: a quick export never waits behind a long report.
 QUEUES = {JobType.EXPORT_CLIENTE: "exports", JobType.REPORTE_FIDELIZACION: "reports"}
+# The scheduler's sweeps have a queue of their own, consumed by both workers: a backlog of
+# exports (or a long report) never holds back the sweeps that recover jobs and delete files.
+SWEEPS_QUEUE = "sweeps"
 TASK_NAMES = {
     JobType.EXPORT_CLIENTE: "jobs.export_cliente",
     JobType.REPORTE_FIDELIZACION: "jobs.reporte_fidelizacion",
@@ -33,7 +36,7 @@ TASK_NAMES = {
 WEBHOOKS_QUEUE = "webhooks"
 WEBHOOK_DELIVER_TASK = "webhooks.deliver"
 WEBHOOK_SWEEP_TASK = "webhooks.sweep"
-ALL_QUEUES = (*QUEUES.values(), WEBHOOKS_QUEUE)
+ALL_QUEUES = (*QUEUES.values(), SWEEPS_QUEUE, WEBHOOKS_QUEUE)
 # Longer than any task's hard time limit (export_worker/tasks.py): an unacknowledged message is
 # delivered again after this long, and a task still running must not go to a second worker.
 VISIBILITY_TIMEOUT_SECONDS = 2 * 3600

@@ -18,7 +18,7 @@ events in the same statement (`_final`): the outbox of shared.webhooks.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -90,9 +90,22 @@ class JobError:
         return asdict(self)
 
 
-def storage_key(job_id: uuid.UUID | str, filename: str) -> str:
-    # Fixed per job: a retried attempt overwrites its predecessor's file, never adds another.
-    return f"jobs/{job_id}/{filename}"
+STORAGE_PREFIX = "jobs/"
+
+
+def storage_key(job_id: uuid.UUID | str, attempt: int, filename: str) -> str:
+    # One per attempt: an attempt that lost its job and carries on cannot overwrite the file
+    # of the attempt that won; the winner's key is the one its `succeed` records.
+    return f"{STORAGE_PREFIX}{job_id}/{attempt}/{filename}"
+
+
+def job_of_storage_key(key: str) -> uuid.UUID | None:
+    """The job a stored file belongs to, or None for a key no job could have made."""
+    folder = key.removeprefix(STORAGE_PREFIX).split("/", 1)[0]
+    try:
+        return uuid.UUID(folder)
+    except ValueError:
+        return None
 
 
 # What the API shows of a job (SPEC §4), and what a worker needs to run one.
@@ -210,6 +223,7 @@ def claim(job_id: uuid.UUID) -> Update:
             started_at=func.now(),
             progress=0,
             error=null(),  # SQL NULL: None would be stored as the JSON value null
+            publish_pending=False,  # a message reached a worker after all
         )
         .returning(*CLAIMED_COLUMNS)
     )
@@ -297,6 +311,32 @@ def _stale(status: Status, older_than: timedelta, *where: ColumnElement[bool]) -
     )
 
 
+def mark_publish_pending(job_ids: Sequence[uuid.UUID]) -> Update:
+    """These queued jobs have no message: the API (or a sweep) could not publish it."""
+    return (
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status == Status.QUEUED)
+        .values(publish_pending=True)
+    )
+
+
+def take_publish_pending() -> Update:
+    """Queued jobs whose publish failed, taken for publishing: the flag is cleared now, and the
+    caller marks again those it still cannot publish."""
+    pending = (
+        select(Job.id)
+        .where(Job.publish_pending, Job.status == Status.QUEUED)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(Job)
+        .where(Job.id.in_(pending))
+        .values(publish_pending=False, updated_at=func.now())
+        .returning(Job.id, Job.type)
+    )
+
+
 def touch_lost_queued(older_than: timedelta) -> Update:
     """Queued jobs nobody claimed for `older_than`: their message was lost (e.g. Redis restarted
     empty, or the API could not publish). The caller publishes the returned jobs again."""
@@ -330,6 +370,13 @@ def fail_stale_exhausted(stale_after: timedelta) -> Select[Any]:
         finished_at=func.now(), error=error.as_json()
     )
     return _final(failed, EventType.JOB_FAILED, Job.id)
+
+
+def select_results(job_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, str | None]:
+    """The file each of these jobs offers now (succeeded jobs only): the rest are orphans."""
+    return select(Job.id, Job.storage_key).where(
+        Job.id.in_(job_ids), Job.status == Status.SUCCEEDED
+    )
 
 
 def expire_due() -> Select[Any]:

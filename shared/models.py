@@ -167,6 +167,8 @@ class Job(Base):
             "updated_at",
             postgresql_where=text("status IN ('queued', 'running', 'succeeded')"),
         ),
+        # The few jobs whose message the API could not send: the scheduler's every-interval look.
+        Index("ix_jobs_publish_pending", "id", postgresql_where=text("publish_pending")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
@@ -188,6 +190,11 @@ class Job(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     storage_key: Mapped[str | None] = mapped_column(String(255))
+    # The API accepted the job but could not publish its message (Redis down): the scheduler
+    # publishes it as soon as Redis answers, instead of after JOB_REPUBLISH_AFTER_SECONDS.
+    publish_pending: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
 
     def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"

@@ -17,8 +17,9 @@ from alembic.config import Config
 from psycopg import sql
 from sqlalchemy import text
 
-from shared import api_keys, seed
+from shared import api_keys
 from shared.db import sync_engine
+from shared.seed.cli import main as seed_data
 from shared.settings import Settings, get_settings, to_libpq_url
 
 HOW_TO_START = {
@@ -84,7 +85,7 @@ def main() -> int:
         empty = not connection.execute(text("SELECT EXISTS (SELECT 1 FROM clientes)")).scalar()
     if empty:
         clientes = os.environ.get("SEED_CLIENTES", "50")
-        return seed.main(["--clientes", clientes])
+        return seed_data(["--clientes", clientes])
     print("database already has customers: not seeding (make seed adds more)")
     return 0
 

@@ -24,8 +24,21 @@ class Settings(BaseSettings):
     secret_key: str = PLACEHOLDER_SECRET
     admin_username: str = "admin"
     admin_password: str = PLACEHOLDER_SECRET
+    # Failed /admin logins allowed per client address and per username in a window; past it,
+    # 429 until the window ends (counted in Redis).
+    admin_login_max_failures: int = Field(default=5, ge=1)
+    admin_login_window_seconds: int = Field(default=900, ge=1)
 
     rate_limit_per_minute: int = Field(default=6000, ge=1)
+    # Unknown API keys per client address a minute; past it, 429 before any database query.
+    auth_failures_per_minute: int = Field(default=30, ge=1)
+    # The longest a verified key is trusted from the API's cache without asking the database
+    # again: the bound on a revocation whose notification was lost.
+    api_key_cache_seconds: float = Field(default=30.0, gt=0, le=60)
+    # Long polls (`?wait`) under way at once per API key, and in all per API process (the size
+    # of their own Redis pool); one more is answered at once.
+    long_polls_per_key: int = Field(default=10, ge=1)
+    long_polls_max: int = Field(default=200, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
     db_statement_timeout_ms: int = Field(default=5000, ge=100)
 
@@ -46,6 +59,16 @@ class Settings(BaseSettings):
     # waiting its turn gets a duplicate message, which is harmless: only one claim wins.
     job_republish_after_seconds: int = Field(default=600, ge=1)
     scheduler_interval_seconds: float = Field(default=30.0, gt=0)
+    # An attempt waits out a storage outage (or a full disk) this long, with backoff, before it
+    # gives up; never past its time limit. The job's remaining attempts follow.
+    storage_retry_seconds: float = Field(default=900.0, ge=0)
+    # A stored file that no succeeded job offers (its attempt lost, or crashed before recording
+    # it) is deleted once this old; younger ones may still be about to be recorded.
+    orphan_grace_seconds: float = Field(default=3600.0, gt=0)
+    # SPEC §12: jobs queued or running per API key (one more is a 429), and the longest
+    # loyalty report window a client may ask for.
+    job_max_active_per_key: int = Field(default=20, ge=1)
+    report_max_days: int = Field(default=366, ge=1)
 
     # Webhooks (SPEC §11): the wait after each failed attempt, in seconds; when the list runs
     # out the event is given up. The default backs off exponentially over some 24 h.
@@ -54,6 +77,9 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
 
     log_level: str = "INFO"
+    # Valid `buscar` requests answered from ASGI, before FastAPI's machinery
+    # (services/query_api/clientes/fast_lane.py); off, the FastAPI route answers them all.
+    buscar_fast_lane: bool = True
 
     @field_validator("database_url", "redis_url")
     @classmethod

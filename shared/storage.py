@@ -2,8 +2,8 @@
 
 `STORAGE_BACKEND=local` keeps them under `STORAGE_DIR`; `s3` puts them in any S3-compatible
 store, so that workers and APIs on different hosts share results. Keys look like relative paths
-(`jobs/<uuid>/cliente_CC_1020304050.csv`) and are validated by both backends: a key can never
-point outside its root or bucket prefix.
+(`jobs/<uuid>/<attempt>/cliente_CC_1020304050.csv`) and are validated by both backends: a key
+can never point outside its root or bucket prefix.
 
 Errors: `ValueError` for a malformed key, `FileNotFoundError` for a missing one, and
 `StorageUnavailable` when the disk or the store cannot be reached (worth retrying).
@@ -17,6 +17,8 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
@@ -53,6 +55,12 @@ def validate_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    key: str
+    modified_at: datetime  # aware, UTC: when the file was last written
+
+
 class Storage(Protocol):
     def save(self, key: str, source: Path) -> int:
         """Store a finished file under `key` (replacing any earlier one); returns its size.
@@ -72,6 +80,11 @@ class Storage(Protocol):
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def list_files(self, prefix: str) -> Iterator[StoredFile]:
+        """Every stored file whose key starts with `prefix` (a folder, ending in `/`), in no
+        particular order; with a local backend, unfinished saves (`.….partial`) too."""
+        ...
 
 
 @contextlib.contextmanager
@@ -129,6 +142,19 @@ class LocalStorage:
         path = self._path(key)
         with _disk_errors_are_unavailable():
             return path.is_file()
+
+    def list_files(self, prefix: str) -> Iterator[StoredFile]:
+        folder = self._path(prefix.rstrip("/"))
+        with _disk_errors_are_unavailable():
+            for directory, _, names in os.walk(folder):
+                for name in names:
+                    path = Path(directory) / name
+                    with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                        modified = path.stat().st_mtime
+                        yield StoredFile(
+                            path.relative_to(self.root).as_posix(),
+                            datetime.fromtimestamp(modified, UTC),
+                        )
 
 
 def _is_missing(error: ClientError) -> bool:
@@ -230,6 +256,19 @@ class S3Storage:
         except FileNotFoundError:
             return False
         return True
+
+    def list_files(self, prefix: str) -> Iterator[StoredFile]:
+        validate_key(prefix.rstrip("/"))
+        try:
+            with _s3_errors(prefix):
+                pages = self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=prefix
+                )
+                for page in pages:
+                    for item in page.get("Contents", []):
+                        yield StoredFile(item["Key"], item["LastModified"].astimezone(UTC))
+        except FileNotFoundError:  # no bucket yet: nothing stored
+            return
 
 
 def get_storage(settings: Settings | None = None) -> Storage:

@@ -36,9 +36,32 @@ def settle(http: httpx.Client, job_id: str, within: float = 60) -> dict[str, Any
             raise AssertionError(job)
 
 
-def job_count(engine: Engine) -> int:
+def job_count(engine: Engine, key: str) -> int:
+    """How many jobs the API key `key` has made: a test's own key, so that jobs made meanwhile
+    by other tests (or the workers' warm-ups) never change the count."""
     with engine.connect() as connection:
-        return int(connection.execute(text("SELECT count(*) FROM jobs")).scalar_one())
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM jobs JOIN api_keys ON api_keys.id = jobs.api_key_id"
+                    " WHERE api_keys.key_hash = :hash"
+                ),
+                {"hash": api_keys.hash_key(key)},
+            ).scalar_one()
+        )
+
+
+def wait_until_no_job_in_flight(engine: Engine, within: float = 90) -> None:
+    """Every job of the run has ended (none queued, none running), so that counts read from now
+    on move only with the caller's own jobs, not with an earlier test's still settling."""
+
+    def quiet() -> bool:
+        with engine.connect() as connection:
+            return not connection.execute(
+                text("SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('queued', 'running'))")
+            ).scalar_one()
+
+    wait_until(quiet, within, "every job of the run ended")
 
 
 def job_column(engine: Engine, job_id: str, column: str) -> Any:
@@ -88,9 +111,11 @@ def download(http: httpx.Client, job: dict[str, Any]) -> httpx.Response:
 
 
 def only_file_of(files: storage.Storage, key: str) -> None:
+    """The job's file is the only one in its folder, every attempt's included."""
     path = files.local_path(key)
     assert path is not None and path.is_file()
-    assert list(path.parent.iterdir()) == [path], "one job, one file"
+    job_folder = path.parent.parent  # jobs/<id>/<attempt>/<file>
+    assert [p for p in job_folder.rglob("*") if p.is_file()] == [path], "one job, one file"
 
 
 def query_waiting_on_compras(engine: Engine) -> bool:

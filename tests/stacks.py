@@ -53,7 +53,9 @@ def own_stack(
         api_process = servers.api_server(env, servers.free_port())
         cleanup.callback(api_process.stop)
         workers = Workers(
-            {**env, **WORKER_SETTINGS}, str(scratch / "celerybeat-schedule"), label=f"-{label}"
+            {**env, **WORKER_SETTINGS, **settings},
+            str(scratch / "celerybeat-schedule"),
+            label=f"-{label}",
         )
         cleanup.callback(workers.stop)
         workers.start()
@@ -73,8 +75,13 @@ def wait_until_consuming(api: Api, engine: Engine, workers: Workers) -> None:
         ]
         for job_id in warm_ups:
             assert settle(http, job_id, within=45)["status"] == "succeeded"
+    # Either worker may run a sweep: both consume the sweeps queue.
+    logged = [len(worker.log()) for worker in (workers.exports, workers.reports)]
     servers.wait_until(
-        lambda: "jobs.recover" in workers.exports.log().split(f"job {warm_ups[0]} succeeded")[1],
+        lambda: any(
+            "jobs.recover" in worker.log()[start:]
+            for worker, start in zip((workers.exports, workers.reports), logged, strict=True)
+        ),
         10,
         "a sweep from the scheduler",
     )

@@ -1,8 +1,8 @@
 """The Celery application of the export workers and of the scheduler: worker configuration only.
 
-    celery -A services.export_worker.celery_app worker --queues exports   # quick exports
-    celery -A services.export_worker.celery_app worker --queues reports   # heavy reports
-    celery -A services.export_worker.celery_app worker --queues webhooks  # webhook deliveries
+    celery -A services.export_worker.celery_app worker --queues exports,sweeps   # quick exports
+    celery -A services.export_worker.celery_app worker --queues reports,sweeps   # heavy reports
+    celery -A services.export_worker.celery_app worker --queues webhooks         # webhooks
     celery -A services.export_worker.celery_app beat                      # sweeps (scheduler.py)
 
 Delivery is at least once: a message is acknowledged only after its task ran (acks_late) and
@@ -35,24 +35,43 @@ settings = get_settings()
 # The scheduler's sweeps (scheduler.py), sent by beat every SCHEDULER_INTERVAL_SECONDS.
 RECOVER_TASK = "jobs.recover"
 EXPIRE_TASK = "jobs.expire"
+ORPHANS_TASK = "jobs.sweep_orphans"
 
 
-def beat_schedule(interval_seconds: float) -> dict[str, dict[str, Any]]:
-    # A sweep message not run within one interval is dropped: the next one supersedes it, so
-    # sweeps never pile up while no worker is consuming. The webhook sweep runs on the webhooks
-    # worker, so that it works even while the export worker is busy or down.
-    sweeps = (
-        ("recover-jobs", RECOVER_TASK, job_queue.QUEUES[JobType.EXPORT_CLIENTE]),
-        ("expire-results", EXPIRE_TASK, job_queue.QUEUES[JobType.EXPORT_CLIENTE]),
-        ("send-webhooks", job_queue.WEBHOOK_SWEEP_TASK, job_queue.WEBHOOKS_QUEUE),
-    )
+# A sweep message waits at most this long for a free worker process, then is dropped (a later
+# one supersedes it), so that sweeps do not pile up while no worker consumes. Longer than an
+# export's time limit: with every process busy, a sweep still gets the next free one (kombu
+# takes from a worker's queues in turn).
+SWEEP_EXPIRES_SECONDS = 10 * 60
+
+
+def beat_schedule(
+    interval_seconds: float, orphan_grace_seconds: float
+) -> dict[str, dict[str, Any]]:
+    options = {
+        "queue": job_queue.SWEEPS_QUEUE,
+        "expires": max(interval_seconds, SWEEP_EXPIRES_SECONDS),
+    }
+    # The orphan sweep lists every stored file: twice per grace period is often enough.
+    schedules = {
+        "recover-jobs": (RECOVER_TASK, interval_seconds),
+        "expire-results": (EXPIRE_TASK, interval_seconds),
+        "sweep-orphans": (ORPHANS_TASK, max(interval_seconds, orphan_grace_seconds / 2)),
+    }
+    sweeps = {
+        name: {"task": task_name, "schedule": every, "options": options}
+        for name, (task_name, every) in schedules.items()
+    }
+    # The webhook sweep runs on the webhooks worker, so that it works even while the job
+    # workers are busy or down; dropped when not run within an interval (the next supersedes it).
+    webhook_options = {"queue": job_queue.WEBHOOKS_QUEUE, "expires": interval_seconds}
     return {
-        name: {
-            "task": task_name,
+        **sweeps,
+        "send-webhooks": {
+            "task": job_queue.WEBHOOK_SWEEP_TASK,
             "schedule": interval_seconds,
-            "options": {"queue": queue, "expires": interval_seconds},
-        }
-        for name, task_name, queue in sweeps
+            "options": webhook_options,
+        },
     }
 
 
@@ -81,7 +100,7 @@ app.conf.update(
     # On a lost broker connection a running task carries on: its job's row, not the message,
     # decides what counts, and the redelivered message will find nothing to claim.
     worker_cancel_long_running_tasks_on_connection_loss=False,
-    beat_schedule=beat_schedule(settings.scheduler_interval_seconds),
+    beat_schedule=beat_schedule(settings.scheduler_interval_seconds, settings.orphan_grace_seconds),
 )
 
 

@@ -10,6 +10,7 @@ what lets `GET /api/jobs/{id}?wait=N` answer the moment a job ends.
 from __future__ import annotations
 
 import contextvars
+import errno
 import hashlib
 import logging
 import tempfile
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -48,6 +49,13 @@ HARD_LIMIT_GRACE_SECONDS = 60
 # Celery's own retry budget per message, beyond the job's attempts (jobs.MAX_ATTEMPTS): when it
 # runs out the message is dropped, and the job, still queued, is published again by the scheduler.
 MAX_MESSAGE_RETRIES = 10
+# A full disk empties again (expiry, an operator): not the job's fault, so retried.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Waits between tries while the storage is out: 1 s, doubling, at most a minute.
+STORAGE_RETRY_FIRST_DELAY_SECONDS = 1.0
+STORAGE_RETRY_MAX_DELAY_SECONDS = 60.0
+# An attempt stops waiting this long before its soft time limit, to hand the job back in time.
+TIME_LIMIT_MARGIN_SECONDS = 15.0
 
 
 class JobLost(Exception):
@@ -63,9 +71,18 @@ class ClaimedJob:
     claimed_at: float  # time.monotonic() at the claim
 
 
+def is_storage_outage(error: BaseException) -> bool:
+    """The storage, or the disk of the temporary file, cannot take the file for now."""
+    return isinstance(error, storage.StorageUnavailable) or (
+        isinstance(error, OSError) and error.errno in DISK_FULL
+    )
+
+
 def is_transient(error: BaseException) -> bool:
-    """Worth retrying: the database or the storage was unreachable, not wrong."""
-    if isinstance(error, storage.StorageUnavailable | PoolTimeoutError | psycopg.OperationalError):
+    """Worth retrying: the database or the storage was unreachable, or a disk full, not wrong."""
+    if is_storage_outage(error):
+        return True
+    if isinstance(error, PoolTimeoutError | psycopg.OperationalError):
         return True
     return isinstance(error, DBAPIError) and (
         error.connection_invalidated or isinstance(error.orig, psycopg.OperationalError)
@@ -112,6 +129,11 @@ class Heartbeat:
         if self._lost.is_set():
             raise JobLost
 
+    def sleep(self, seconds: float) -> None:
+        """Wait, still beating; stop at once if the job is lost meanwhile."""
+        if self._lost.wait(seconds):
+            raise JobLost
+
     def _beat(self) -> None:
         while not self._stopped.wait(HEARTBEAT_SECONDS):
             try:
@@ -125,6 +147,8 @@ class Heartbeat:
                 self._lost.set()
                 return
 
+
+T = TypeVar("T")
 
 # Renderers by job type: each reads the job's params and writes the file to `out`.
 Renderer = Callable[[Connection, Mapping[str, Any], BinaryIO, Heartbeat], exports.RenderedFile]
@@ -179,24 +203,17 @@ def _sha256(path: Path) -> str:
 
 def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, Any]]:
     """Render into a temporary file from one consistent snapshot, then store it under the job's
-    key. Returns the key and the job's `result`."""
+    key, each step waiting out storage outages. Returns the key and the job's `result`."""
     with (
         Heartbeat(engine, job) as heartbeat,
         tempfile.TemporaryDirectory(prefix="clientes-job-") as directory,
     ):
         path = Path(directory) / "output"
-        with engine.connect() as connection, path.open("wb") as out:
-            connection.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-            with connection.begin():
-                # The file may take longer than the API's statement timeout; the task's own
-                # time limit bounds it instead.
-                timeout_ms = str(TIME_LIMITS[job.type] * 1000)
-                connection.execute(select(func.set_config("statement_timeout", timeout_ms, True)))
-                rendered = RENDERERS[job.type](connection, job.params, out, heartbeat)
+        rendered = _waiting_out_storage_outages(
+            job, heartbeat, lambda: _render(engine, job, path, heartbeat)
+        )
         heartbeat.check()  # canceled meanwhile: do not store a file nobody will fetch
-        key = jobs.storage_key(job.id, rendered.filename)
+        key = jobs.storage_key(job.id, job.attempt, rendered.filename)
         result = {
             "filename": rendered.filename,
             "content_type": rendered.content_type,
@@ -204,8 +221,54 @@ def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, A
             "row_count": rendered.row_count,
             "sha256": _sha256(path),
         }
-        storage.get_storage().save(key, path)
+        _waiting_out_storage_outages(job, heartbeat, lambda: storage.get_storage().save(key, path))
     return key, result
+
+
+def _render(
+    engine: Engine, job: ClaimedJob, path: Path, heartbeat: Heartbeat
+) -> exports.RenderedFile:
+    with engine.connect() as connection, path.open("wb") as out:
+        connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with connection.begin():
+            # The file may take longer than the API's statement timeout; the task's own time
+            # limit bounds it instead.
+            timeout_ms = str(TIME_LIMITS[job.type] * 1000)
+            connection.execute(select(func.set_config("statement_timeout", timeout_ms, True)))
+            return RENDERERS[job.type](connection, job.params, out, heartbeat)
+
+
+def _waiting_out_storage_outages(job: ClaimedJob, heartbeat: Heartbeat, step: Callable[[], T]) -> T:
+    """`step`, tried again with a growing wait while the storage is out or a disk is full: for
+    STORAGE_RETRY_SECONDS, and never past the attempt's time limit. Then the outage goes up
+    (transient: the job's next attempt follows)."""
+    deadline = min(
+        time.monotonic() + settings.storage_retry_seconds,
+        job.claimed_at + TIME_LIMITS[job.type] - TIME_LIMIT_MARGIN_SECONDS,
+    )
+    delay = STORAGE_RETRY_FIRST_DELAY_SECONDS
+    while True:
+        try:
+            return step()
+        except Exception as error:
+            if not is_storage_outage(error) or time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "job %s: storage unavailable (%s); trying again in %.0f s",
+                job.id,
+                _reason(error),
+                delay,
+            )
+        heartbeat.sleep(delay)
+        delay = min(delay * 2, STORAGE_RETRY_MAX_DELAY_SECONDS)
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, without the path (a file name carries a document number)."""
+    cause = error.__cause__ if isinstance(error, storage.StorageUnavailable) else error
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return type(cause or error).__name__
 
 
 def _finish(engine: Engine, job: ClaimedJob, transition: Any, status: jobs.Status) -> bool:
@@ -257,14 +320,12 @@ def _succeed(engine: Engine, job: ClaimedJob) -> None:
             extra={"job_id": str(job.id), "row_count": result["row_count"]},
         )
         return
-    # Canceled (or taken over) during the final step. The key is the job's own: delete the file
-    # only when no other attempt may still be using it.
+    # Canceled (or taken over) during the final step. The file is this attempt's alone: no
+    # one will ever fetch it.
     log.info("job %s: result discarded (canceled or taken over)", job.id)
-    current = _current_status(engine, job)
-    if current is None or current in {jobs.Status.CANCELED, jobs.Status.FAILED}:
-        storage.get_storage().delete(key)
-    if current == jobs.Status.CANCELED:
-        _count_outcome(job, current)
+    storage.get_storage().delete(key)
+    if _current_status(engine, job) == jobs.Status.CANCELED:
+        _count_outcome(job, jobs.Status.CANCELED)
 
 
 def _backoff_seconds(attempt: int) -> int:
@@ -340,7 +401,7 @@ def _attempt(engine: Engine, job: ClaimedJob) -> int | None:
 
 
 def _release_for_retry(engine: Engine, job: ClaimedJob, error: Exception) -> int | None:
-    what = "storage" if isinstance(error, storage.StorageUnavailable) else "database"
+    what = "storage" if is_storage_outage(error) else "database"
     if job.attempt >= jobs.MAX_ATTEMPTS:
         message = f"The {what} stayed unavailable through {job.attempt} attempts."
         _fail(engine, job, JobError(f"{what}_unavailable", message))

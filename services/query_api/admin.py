@@ -1,24 +1,26 @@
 """The back office at /admin (sqladmin): customers, purchases, document types, jobs, API keys,
 webhook endpoints and their deliveries.
 
-Login with ADMIN_USERNAME / ADMIN_PASSWORD; the session is a cookie signed with SECRET_KEY.
-API keys are handled as the `api_keys` CLI does: the key is shown once, only its hash is
-stored, and every change sends NOTIFY so API processes forget cached keys at once.
+Login with ADMIN_USERNAME / ADMIN_PASSWORD (services/query_api/admin_auth.py: throttling,
+sessions, cookies, cross-site requests). API keys are handled as the `api_keys` CLI does: the
+key is shown once, only its hash is stored, and every change sends NOTIFY so API processes
+forget cached keys at once. Revoking is a POST, after a confirmation page.
 """
 
 from __future__ import annotations
 
-import hmac
 import uuid
+from pathlib import Path
 from typing import Any, ClassVar
 
 from fastapi import FastAPI
 from markupsafe import Markup
-from sqladmin import Admin, ModelView, action
-from sqladmin.authentication import AuthenticationBackend
+from sqladmin import Admin, ModelView, action, expose
 from sqladmin.secret import Secret
-from sqlalchemy import Select, String, literal_column, or_
+from sqlalchemy import Select, String, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -26,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from wtforms import Form, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
+from services.query_api.admin_auth import AdminLogin, SameOriginChanges
 from shared import api_keys, db
 from shared.models import (
     ESTADOS_COMPRA,
@@ -42,53 +45,24 @@ from shared.models import (
 from shared.settings import Settings
 
 BASE_URL = "/admin"
-SESSION_COOKIE = "clientes_admin"
-SESSION_MAX_AGE_SECONDS = 8 * 3600
 # The admin is a handful of people: a small pool of its own keeps it off the API's pool.
 ADMIN_POOL_SIZE = 2
-
-
-class AdminLogin(AuthenticationBackend):
-    def __init__(self, settings: Settings) -> None:
-        # SameSite=strict: sqladmin's actions are GET links, so no other site may trigger them
-        # with the admin's cookie.
-        super().__init__(
-            secret_key=settings.secret_key,
-            session_cookie=SESSION_COOKIE,
-            max_age=SESSION_MAX_AGE_SECONDS,
-            path=BASE_URL,
-            same_site="strict",
-            https_only=settings.environment == "production",
-        )
-        self._username = settings.admin_username.encode()
-        self._password = settings.admin_password.encode()
-
-    async def login(self, request: Request) -> bool:
-        form = await request.form()
-        username = str(form.get("username", "")).encode()
-        password = str(form.get("password", "")).encode()
-        # Both always run (&, not "and"), in constant time: timing never tells which one failed.
-        valid = hmac.compare_digest(username, self._username) & hmac.compare_digest(
-            password, self._password
-        )
-        if valid:
-            request.session.clear()
-            request.session["user_id"] = username.decode()
-        return valid
-
-    async def logout(self, request: Request) -> bool:
-        request.session.clear()
-        return False  # sqladmin then redirects to the login page
-
-    async def authenticate(self, request: Request) -> bool:
-        user_id = request.session.get("user_id")
-        return isinstance(user_id, str) and hmac.compare_digest(user_id.encode(), self._username)
+# Our pages (the revocation's confirmation) next to sqladmin's, which they extend.
+TEMPLATES_DIR = Path(__file__).parent / "admin_templates"
 
 
 class _View(ModelView):
     # Files leave the system only as jobs (formula escaping, streaming, expiry), never from here.
     can_export = False
     page_size = 25
+
+    def _stmt_by_identifier(self, identifier: str) -> Select[Any]:
+        # sqladmin turns the primary key of /details/<pk>, /edit/<pk> and ?pks= into its
+        # column's type: `abc` for an integer key was a ValueError, so a 500.
+        try:
+            return super()._stmt_by_identifier(identifier)
+        except ValueError:
+            raise HTTPException(400, "Identificador no válido") from None
 
 
 class TipoDocumentoAdmin(_View, model=TipoDocumento):
@@ -252,19 +226,39 @@ class ApiKeyAdmin(_View, model=ApiKey):
         )
         return stored
 
-    @action(
-        name="revocar",
-        label="Revocar",
-        confirmation_message="La key dejará de funcionar de inmediato. ¿Revocarla?",
-    )
-    async def revoke(self, request: Request) -> Response:
-        key_ids = [uuid.UUID(pk) for pk in request.query_params.get("pks", "").split(",") if pk]
+    # sqladmin's actions are GET links: this one only shows what would be revoked, and the
+    # page's form POSTs to revoke_selected. A GET never changes anything.
+    @action(name="revocar", label="Revocar")
+    async def confirm_revoke(self, request: Request) -> Response:
+        key_ids = _key_ids(request.query_params.get("pks", ""))
+        session_maker: async_sessionmaker[AsyncSession] = self.session_maker  # type: ignore[assignment]
+        async with session_maker() as session:
+            keys = (await session.scalars(select(ApiKey).where(ApiKey.id.in_(key_ids)))).all()
+        context = {"keys": keys, "pks": ",".join(str(key.id) for key in keys)}
+        return await self.templates.TemplateResponse(request, "api_key_revoke.html", context)
+
+    @expose("/revocar", methods=["POST"])
+    async def revoke_selected(self, request: Request) -> Response:
+        form = await request.form()
+        key_ids = _key_ids(str(form.get("pks", "")))
         session_maker: async_sessionmaker[AsyncSession] = self.session_maker  # type: ignore[assignment]
         async with session_maker() as session, session.begin():
             for key_id in key_ids:
                 await session.execute(api_keys.revoke_key(key_id))
             await session.execute(api_keys.NOTIFY_CHANGED)
-        return RedirectResponse(request.url_for("admin:list", identity=self.identity), 302)
+        # 303: the browser follows with a GET, never POSTing the revocation again.
+        return RedirectResponse(request.url_for("admin:list", identity=self.identity), 303)
+
+
+def _key_ids(pks: str) -> list[uuid.UUID]:
+    """The keys of `?pks=` or of the form: a comma-separated list of ids, at least one."""
+    try:
+        key_ids = [uuid.UUID(pk) for pk in pks.split(",") if pk.strip()]
+    except ValueError:
+        raise HTTPException(400, "pks: ids de API key no válidos") from None
+    if not key_ids:
+        raise HTTPException(400, "pks: seleccione al menos una API key")
+    return key_ids
 
 
 class WebhookEndpointAdmin(_View, model=WebhookEndpoint):
@@ -365,13 +359,18 @@ class _AdminRoot:
 def install(app: FastAPI, settings: Settings) -> Admin:
     """Mount the admin at /admin with an engine of its own (connections open on first use)."""
     engine = db.async_engine(settings.model_copy(update={"db_pool_size": ADMIN_POOL_SIZE}))
+    # The API's Redis client, made by the lifespan once the app starts.
+    login = AdminLogin(settings, lambda: app.state.redis, BASE_URL)
     admin = Admin(
         app,
         engine,
         base_url=BASE_URL,
         title="Clientes · administración",
-        authentication_backend=AdminLogin(settings),
+        authentication_backend=login,
+        middlewares=[Middleware(SameOriginChanges)],
+        templates_dir=str(TEMPLATES_DIR),
     )
+    login.templates = admin.templates
     for view in VIEWS:
         admin.add_view(view)
     app.router.routes.append(Route(BASE_URL, _AdminRoot(admin), include_in_schema=False))

@@ -4,6 +4,12 @@ Verified keys are cached by hash in the process. Every change to `api_keys` send
 NOTIFY api_keys_changed (shared.api_keys), and a listener here clears the cache, so a revoked
 key stops working at once in every API process. While the listener is not connected nothing is
 cached, so a missed notification can never keep a revoked key alive.
+
+A connection can also die silently (a NAT or firewall forgetting it, a failover, a pooler):
+then no notification ever comes and nothing says so. Hence two bounds: no cached key is older
+than API_KEY_CACHE_SECONDS, and a quiet listener makes a round trip every
+`LISTENER_CHECK_SECONDS` (TCP keepalives besides); one that does not answer is dropped, the
+cache with it, and a new one connects.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
@@ -19,12 +27,16 @@ import psycopg
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.query_api.auth_failures import AuthFailureLimiter
 from services.query_api.problems import Problem
 from services.query_api.ratelimit import RateLimiter
 from shared import api_keys
 from shared.settings import to_libpq_url
 
 log = logging.getLogger(__name__)
+
+LISTENER_CHECK_SECONDS = 5.0
+LISTENER_ANSWER_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +48,16 @@ class Principal:
 
 
 class ApiKeyCache:
-    def __init__(self, engine: AsyncEngine, database_url: str) -> None:
+    def __init__(self, engine: AsyncEngine, database_url: str, max_age_seconds: float) -> None:
         self._engine = engine
         self._database_url = database_url
-        self._by_hash: dict[str, Principal] = {}
+        self._max_age = max_age_seconds
+        self._by_hash: dict[str, tuple[Principal, float]] = {}  # and when it was read
+        # Every active key's hash, reloaded whenever keys change (and once per max age): lets
+        # an address over its authentication failures through with a real key without a query
+        # for a guessed one.
+        self._active_hashes: frozenset[str] = frozenset()
+        self._active_hashes_read = 0.0
         self._generation = 0
         self._listening = False
         self._task: asyncio.Task[None] | None = None
@@ -53,16 +71,31 @@ class ApiKeyCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def knows(self, key_hash: str) -> bool:
+        """Whether the hash was an active key's at the last reload (the lookup still decides)."""
+        return key_hash in self._active_hashes
+
+    async def _reload_active_hashes(self) -> None:
+        read_at = time.monotonic()
+        async with self._engine.connect() as connection:
+            hashes = (await connection.execute(api_keys.select_active_hashes())).scalars()
+            self._active_hashes = frozenset(hashes)
+        self._active_hashes_read = read_at
+
+    async def _changed(self) -> None:
+        self.invalidate()
+        await self._reload_active_hashes()
+
     def invalidate(self) -> None:
         self._by_hash.clear()
         self._generation += 1
 
-    async def lookup(self, key: str) -> Principal | None:
-        key_hash = api_keys.hash_key(key)
+    async def lookup(self, key_hash: str) -> Principal | None:
         cached = self._by_hash.get(key_hash)
-        if cached is not None:
-            return cached
+        if cached is not None and time.monotonic() - cached[1] < self._max_age:
+            return cached[0]
         generation = self._generation
+        read_at = time.monotonic()
         async with self._engine.connect() as connection:
             row = (await connection.execute(api_keys.select_active_by_hash(key_hash))).first()
         if row is None:
@@ -70,21 +103,30 @@ class ApiKeyCache:
         principal = Principal(row.id, row.name, frozenset(row.scopes), row.rate_limit_per_minute)
         # Cache only what no change notification can have overtaken meanwhile.
         if self._listening and generation == self._generation:
-            self._by_hash[key_hash] = principal
+            self._by_hash[key_hash] = (principal, read_at)
         return principal
 
     async def _listen_forever(self) -> None:
         while True:
             try:
                 connection = await psycopg.AsyncConnection.connect(
-                    to_libpq_url(self._database_url), autocommit=True, connect_timeout=5
+                    to_libpq_url(self._database_url),
+                    autocommit=True,
+                    connect_timeout=5,
+                    # Named, so operators (and the tests) can tell this connection apart.
+                    application_name=f"api-keys-listener-{os.getpid()}",
+                    # libpq's TCP keepalives: a peer gone without a word is noticed by the
+                    # kernel too, even while a round trip is not under way.
+                    keepalives=1,
+                    keepalives_idle=30,
+                    keepalives_interval=10,
+                    keepalives_count=3,
                 )
                 async with connection:
                     await connection.execute(f"LISTEN {api_keys.CHANGED_CHANNEL}")
-                    self.invalidate()
+                    await self._changed()
                     self._listening = True
-                    async for _ in connection.notifies():
-                        self.invalidate()
+                    await self._follow(connection)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # any failure: stop caching until we listen again
@@ -93,6 +135,16 @@ class ApiKeyCache:
                 self._listening = False
                 self.invalidate()
             await asyncio.sleep(1)
+
+    async def _follow(self, connection: psycopg.AsyncConnection[object]) -> None:
+        """Clear the cache at each notification; between them, prove the connection alive."""
+        while True:
+            async for _ in connection.notifies(timeout=LISTENER_CHECK_SECONDS):
+                await self._changed()
+            # Notifications that come meanwhile wait in psycopg's backlog for the next round.
+            await asyncio.wait_for(connection.execute("SELECT 1"), LISTENER_ANSWER_SECONDS)
+            if time.monotonic() - self._active_hashes_read >= self._max_age:
+                await self._reload_active_hashes()
 
 
 def _presented_key(request: Request) -> str | None:
@@ -114,9 +166,21 @@ async def authenticate(request: Request) -> Principal:
     if key is None:
         raise _unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
     cache: ApiKeyCache = request.app.state.api_key_cache
+    failures: AuthFailureLimiter = request.app.state.auth_failures
+    address = request.client.host if request.client else "unknown"
     # Keys are found by their sha256, never compared as text: timing reveals nothing of a key.
-    principal = await cache.lookup(key)
+    key_hash = api_keys.hash_key(key)
+    wait = failures.retry_after(address)
+    if wait is not None and not cache.knows(key_hash):
+        raise Problem(
+            429,
+            "Too many requests with an invalid API key from this address; retry later.",
+            kind="too-many-authentication-failures",
+            headers={"Retry-After": str(wait)},
+        )
+    principal = await cache.lookup(key_hash)
     if principal is None:
+        failures.failed(address)
         raise _unauthorized("The API key is not valid or has been revoked.")
     request.state.principal = principal
     limiter: RateLimiter = request.app.state.rate_limiter

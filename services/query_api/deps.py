@@ -34,4 +34,6 @@ ReadDb = Annotated[AsyncEngine, Depends(_app_state("read_engine", AsyncEngine))]
 # The lookups' psycopg pool (shared.db.async_lookup_pool): autocommit, one round trip.
 LookupPool = Annotated[AsyncConnectionPool, Depends(_app_state("lookup_pool", AsyncConnectionPool))]
 RedisDep = Annotated[Redis, Depends(_app_state("redis", Redis))]
+# Long polls' own Redis pool (`?wait`): they hold a connection each for up to 30 s.
+WaitRedis = Annotated[Redis, Depends(_app_state("wait_redis", Redis))]
 SettingsDep = Annotated[Settings, Depends(_app_state("settings", Settings))]

@@ -21,7 +21,9 @@ from services.query_api import (
     webhooks,
 )
 from services.query_api.auth import ApiKeyCache
+from services.query_api.auth_failures import AuthFailureLimiter
 from services.query_api.clientes import fast_lane
+from services.query_api.jobs import events
 from services.query_api.middleware import (
     RequestLimitsMiddleware,
     ResponseHeadersMiddleware,
@@ -48,16 +50,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = Redis.from_url(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
+        # A pool of their own for long polls, one connection per wait at most: however many
+        # wait, the rate limiter and /ready keep theirs.
+        app.state.wait_redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            max_connections=settings.long_polls_max,
+        )
+        app.state.long_polls = events.LongPolls(
+            settings.long_polls_per_key, settings.long_polls_max
+        )
         if settings.api_bootstrap_key:
             await api_keys.ensure_bootstrap_key(engine, settings.api_bootstrap_key)
         app.state.rate_limiter = RateLimiter(app.state.redis, settings.rate_limit_per_minute)
-        app.state.api_key_cache = ApiKeyCache(engine, settings.database_url)
+        app.state.auth_failures = AuthFailureLimiter(settings.auth_failures_per_minute)
+        app.state.api_key_cache = ApiKeyCache(
+            engine, settings.database_url, settings.api_key_cache_seconds
+        )
         app.state.api_key_cache.start()
         try:
             yield
         finally:
             await app.state.api_key_cache.stop()
             await app.state.redis.aclose()
+            await app.state.wait_redis.aclose()
             await app.state.lookup_pool.close()
             await engine.dispose()
 
@@ -81,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     admin.install(app, settings)
     # Outermost last: the request id must wrap everything, including slash normalisation; the
     # lookup fast lane is innermost, so its answers get every header and metric the others add.
-    app.add_middleware(fast_lane.BuscarFastLane)
+    if settings.buscar_fast_lane:
+        app.add_middleware(fast_lane.BuscarFastLane)
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(RequestLimitsMiddleware)

@@ -8,7 +8,7 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.query_api.problems import Problem, problem_response
+from services.query_api.problems import Problem, problem_response, unexpected_problem
 from shared.logs import request_id_var
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -33,7 +33,9 @@ class HttpMiddleware:
 class ResponseHeadersMiddleware(HttpMiddleware):
     """Every response carries X-Request-ID (the client's when sane, else a new one) and the
     headers the request collected on its way (`request.state.response_headers`, e.g. rate limit),
-    error responses included."""
+    error responses included. It is the outermost middleware of ours but Starlette's
+    ServerErrorMiddleware sits outside it, so an unhandled error is answered (500) here, with
+    the id and inside the request's log context, before it could reach that one."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = None
@@ -51,14 +53,23 @@ class ResponseHeadersMiddleware(HttpMiddleware):
         token = request_id_var.set(request_id)
         header = (b"x-request-id", request_id.encode())
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 extra = [(k.lower().encode(), v.encode()) for k, v in collected.items()]
                 message["headers"] = [*message.get("headers", []), header, *extra]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            if started:  # too late for another answer: the server closes the connection
+                raise
+            answer = problem_response(unexpected_problem(error))
+            await answer(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
 

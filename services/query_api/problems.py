@@ -124,8 +124,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", exc_info=exc)
-        return problem_response(Problem(500, "Unexpected error.", kind="internal"))
+        return problem_response(unexpected_problem(exc))
+
+
+def unexpected_problem(exc: BaseException) -> Problem:
+    """An error no handler knows: logged with its traceback, a bare 500 for the client."""
+    log.exception("unhandled error", exc_info=exc)
+    return Problem(500, "Unexpected error.", kind="internal")
 
 
 DATABASE_ERRORS = (PoolTimeoutError, DBAPIError, psycopg.Error, PoolTimeout)

@@ -15,25 +15,12 @@ from sqlalchemy.orm import Session
 
 from shared import api_keys
 from shared.models import ApiKey, Job, WebhookAttempt, WebhookEvent
-from shared.settings import Settings
+from tests.admin_pages import SETTINGS, login
 from tests.conftest import Api
-from tests.factories import make_cliente
+from tests.factories import make_cliente, unique_digits
 from tests.webhooks import own_key, register
 
-# The API process gets this process's environment (tests.conftest.service_env): same settings.
-SETTINGS = Settings()
 SECRET_FIELD = re.compile(r'value="([^"]+)"[^>]*id="modal-secret-value"')
-
-
-def login(api: Api) -> httpx.Client:
-    http = api.client(key=None, follow_redirects=False)
-    response = http.post(
-        "/admin/login",
-        data={"username": SETTINGS.admin_username, "password": SETTINGS.admin_password},
-    )
-    assert response.status_code == 302, response.text[:500]
-    assert response.headers["location"].endswith("/admin/")
-    return http
 
 
 @pytest.fixture
@@ -65,7 +52,9 @@ def test_a_wrong_password_is_refused(api: Api) -> None:
 
 
 def test_after_login_a_customer_is_found_by_document(admin: httpx.Client, engine: Engine) -> None:
-    wanted = make_cliente(engine, nombre="Buscada", apellido="Por Documento")
+    # A surname no one else has: the name search below finds this customer only.
+    surname = f"Por Documento {unique_digits()}"
+    wanted = make_cliente(engine, nombre="Buscada", apellido=surname)
     other = make_cliente(engine, nombre="Otra", apellido="Persona")
 
     page = admin.get("/admin/")
@@ -76,8 +65,9 @@ def test_after_login_a_customer_is_found_by_document(admin: httpx.Client, engine
     assert wanted.numero_documento in found.text and "Por Documento" in found.text
     assert other.numero_documento not in found.text
 
-    by_name = admin.get("/admin/cliente/list", params={"search": "por documento"})
+    by_name = admin.get("/admin/cliente/list", params={"search": surname.lower()})
     assert wanted.numero_documento in by_name.text
+    assert other.numero_documento not in by_name.text
 
     logout = admin.get("/admin/logout")
     assert logout.headers["location"].endswith("/admin/login")
@@ -128,8 +118,13 @@ def test_an_api_key_is_shown_once_and_revoking_it_works_at_once(
     with api.client(key=key) as client:
         # The first use caches the key in the API process; revocation must reach that cache.
         assert client.get("/api/tipos-documento/").status_code == 200
-        revoked = admin.get("/admin/api-key/action/revocar", params={"pks": str(stored.id)})
-        assert revoked.status_code == 302
+        # The list's action shows what would be revoked; only its form's POST revokes.
+        confirm = admin.get("/admin/api-key/action/revocar", params={"pks": str(stored.id)})
+        assert confirm.status_code == 200 and name in confirm.text
+        assert client.get("/api/tipos-documento/").status_code == 200
+        revoked = admin.post("/admin/api-key/revocar", data={"pks": str(stored.id)})
+        assert revoked.status_code == 303
+        assert revoked.headers["location"].endswith("/admin/api-key/list")
         assert client.get("/api/tipos-documento/").status_code == 401
 
     with Session(engine) as session:

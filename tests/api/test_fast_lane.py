@@ -2,21 +2,25 @@
 FastAPI route does: compared through the real API, the same request once through each path.
 
 A parameter the route ignores (`via=route`) sends a request to the route, since the lane only
-takes the parameters it knows.
+takes the parameters it knows. With `BUSCAR_FAST_LANE=false` the route answers every request,
+which only the lane's DEBUG log line tells apart.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from services.query_api.clientes.fast_lane import BuscarFastLane, plainly_valid
+from harness import servers
+from services.query_api.clientes.fast_lane import LANE_LOG_MESSAGE, BuscarFastLane, plainly_valid
 from services.query_api.main import create_app
 from shared.settings import Settings
-from tests.conftest import assert_problem
-from tests.factories import make_cliente, make_compra
+from tests.conftest import Api, assert_problem
+from tests.factories import make_cliente, make_compra, unique_number
 
 BUSCAR = "/api/clientes/buscar"
 # Headers that differ between any two requests, whichever path answers them.
@@ -41,22 +45,70 @@ def assert_same_answer(fast: httpx.Response, route: httpx.Response) -> None:
         assert response.headers["ratelimit-policy"] and response.headers["ratelimit"]
 
 
-def test_the_lane_is_in_the_apps_middleware() -> None:
-    app = create_app(Settings(secret_key="x" * 32))
+@pytest.mark.parametrize("lane", [True, False])
+def test_the_setting_puts_the_lane_in_the_apps_middleware(lane: bool) -> None:
+    app = create_app(Settings(secret_key="x" * 32, buscar_fast_lane=lane))
     classes: list[object] = [middleware.cls for middleware in app.user_middleware]
-    assert BuscarFastLane in classes
+    assert (BuscarFastLane in classes) is lane
+
+
+@pytest.fixture(scope="module")
+def lane_on_and_off(service_env: dict[str, str]) -> Iterator[dict[bool, Api]]:
+    """Two more APIs on the run's database and Redis, logging at DEBUG: BUSCAR_FAST_LANE on, off."""
+    apis: dict[bool, Api] = {}
+    try:
+        for lane in (True, False):
+            env = {**service_env, "LOG_LEVEL": "DEBUG", "BUSCAR_FAST_LANE": str(lane).lower()}
+            port = servers.free_port()
+            apis[lane] = Api(f"http://127.0.0.1:{port}", servers.api_server(env, port))
+        yield apis
+    finally:
+        for api in apis.values():
+            api.process.stop()
+
+
+def answered_by_the_lane(api: Api, response: httpx.Response) -> bool:
+    request_id = response.headers["x-request-id"]
+    return any(
+        LANE_LOG_MESSAGE in line and request_id in line for line in api.process.log().splitlines()
+    )
+
+
+def test_with_the_setting_off_the_route_answers_what_the_lane_did(
+    lane_on_and_off: dict[bool, Api], engine: Engine
+) -> None:
+    numero = unique_number()
+    cliente = make_cliente(engine, codigo="NIT", numero_documento=numero)
+    make_compra(engine, cliente.id, monto="1000.00")
+    queries = [
+        f"tipo_documento=NIT&numero_documento={numero}",
+        f"tipo_documento_id={cliente.tipo_documento_id}&numero_documento={numero}&compras_limit=1",
+        f"tipo_documento=CC&numero_documento={unique_number()}",  # nobody: 404
+    ]
+    # The trailing slash too: the bench's requests have it (bench/dataset.py).
+    paths = [f"{BUSCAR}?{queries[0]}", f"{BUSCAR}/?{queries[1]}", f"{BUSCAR}?{queries[2]}"]
+    answers: dict[bool, list[httpx.Response]] = {}
+    for lane, api in lane_on_and_off.items():
+        with api.client() as http:
+            answers[lane] = [http.get(path) for path in paths]
+    assert [response.status_code for response in answers[False]] == [200, 200, 404]
+    for on, off in zip(answers[True], answers[False], strict=True):
+        assert_same_answer(on, off)
+        assert answered_by_the_lane(lane_on_and_off[True], on)
+        assert not answered_by_the_lane(lane_on_and_off[False], off)
 
 
 def test_a_found_customer_is_the_same_answer_both_ways(
     client: httpx.Client, engine: Engine
 ) -> None:
-    cliente = make_cliente(engine, codigo="NIT", numero_documento="900373115-1")
+    cliente = make_cliente(engine, codigo="NIT")
+    numero = cliente.numero_documento
     for day in range(1, 4):
         make_compra(engine, cliente.id, monto=f"{day}000.00")
     for query in (
-        "tipo_documento=NIT&numero_documento=900373115-1",
-        "tipo_documento=nit&numero_documento=900373115-1&compras_limit=2",
-        f"tipo_documento_id={cliente.tipo_documento_id}&numero_documento=900373115-1",
+        f"tipo_documento=NIT&numero_documento={numero}",
+        f"tipo_documento=nit&numero_documento={numero}&compras_limit=2",
+        f"tipo_documento_id={cliente.tipo_documento_id}&numero_documento={numero}",
     ):
         fast, route = both_ways(client, query)
         assert fast.status_code == 200, fast.text
@@ -72,8 +124,7 @@ def test_not_found_and_not_modified_are_the_same_answers_both_ways(
     assert_problem(missing[0], 404)
     assert_same_answer(*missing)
 
-    make_cliente(engine, numero_documento="52000777")
-    query = "tipo_documento=CC&numero_documento=52000777"
+    query = f"tipo_documento=CC&numero_documento={make_cliente(engine).numero_documento}"
     etag = client.get(f"{BUSCAR}?{query}").headers["etag"]
     not_modified = both_ways(client, query, headers={"If-None-Match": etag})
     assert not_modified[0].status_code == 304

@@ -7,8 +7,8 @@ import io
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,11 +18,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from harness.servers import wait_until
-from shared import job_params, storage
-from shared.job_params import InvalidParams
+from shared import storage
 from shared.models import Cliente
 from tests.conftest import Api, Workers
-from tests.factories import make_cliente, make_compra
+from tests.factories import make_cliente, make_compra, report_window
 from tests.jobs import (
     compras_locked,
     download,
@@ -59,54 +58,6 @@ def cliente(engine: Engine) -> Cliente:
     neighbour = make_cliente(engine)
     make_compra(engine, neighbour, numero_factura=f"VECINO-{uuid.uuid4().hex[:8]}")
     return target
-
-
-# Parameters, parsed directly (pure).
-
-
-def test_report_dates_mean_midnight_in_the_business_timezone() -> None:
-    now = datetime(2026, 11, 26, 15, 30, 12, 123456, tzinfo=UTC)
-    params = job_params.parse_report(
-        desde="2026-10-27",
-        hasta="2026-11-26T00:00:00 05:00",  # '+' decoded as a space from a query string
-        monto_minimo="1000.5",
-        formato="XLSX",
-        now=now,
-        timezone=BOGOTA,
-    )
-    assert params.as_json() == {
-        "desde": "2026-10-27T00:00:00-05:00",
-        "hasta": "2026-11-25T14:00:00-05:00",
-        "monto_minimo": "1000.50",
-        "formato": "excel",
-    }
-    default = job_params.parse_report(
-        desde=None, hasta=None, monto_minimo=None, formato=None, now=now, timezone=BOGOTA
-    )
-    assert default.hasta == now.replace(microsecond=0)
-    assert default.hasta - default.desde == timedelta(days=30)
-    assert (default.monto_minimo, default.formato) == (Decimal("5000000.00"), "excel")
-
-
-@pytest.mark.parametrize(
-    ("field", "changes", "message"),
-    [
-        ("formato", {"formato": "pdf"}, "must be one of excel, csv, xlsx"),
-        ("desde", {"desde": "27/10/2026"}, "must be a date"),
-        ("desde", {"desde": "2026-11-01", "hasta": "2026-11-01"}, "must be before hasta"),
-        ("monto_minimo", {"monto_minimo": "-1"}, "≥ 0"),
-        ("monto_minimo", {"monto_minimo": "1.001"}, "at most 2 decimals"),
-        ("monto_minimo", {"monto_minimo": "NaN"}, "decimal number"),
-    ],
-)
-def test_report_params_refuse_what_makes_no_sense(
-    field: str, changes: dict[str, str], message: str
-) -> None:
-    given: dict[str, object] = {"desde": None, "hasta": None, "monto_minimo": None, "formato": None}
-    with pytest.raises(InvalidParams) as refused:
-        job_params.parse_report(**(given | changes), now=datetime.now(UTC), timezone=BOGOTA)
-    assert [error.field for error in refused.value.errors] == [field]
-    assert message in refused.value.errors[0].message
 
 
 # Exports end to end, one per format.
@@ -180,15 +131,15 @@ def test_txt_export_with_get_is_this_customers_report(
 
 
 def test_loyalty_report_end_to_end(http: httpx.Client, engine: Engine) -> None:
-    # A window no other test writes into, years back.
-    day = datetime(2004, 3, 1, tzinfo=BOGOTA) + timedelta(days=uuid.uuid4().int % 3000)
+    window = report_window(days=1)  # no other test buys in it
+    day = window.desde
     qualifies = make_cliente(engine, nombre="Leal")
     below = make_cliente(engine, nombre="Casi")
     for monto in ("700000.00", "400000.01"):
         make_compra(engine, qualifies, monto=monto, fecha_compra=day + timedelta(hours=3))
     make_compra(engine, below, monto="1100000.00", fecha_compra=day + timedelta(hours=5))
     make_compra(engine, below, monto="9000000.00", estado="pendiente", fecha_compra=day)
-    desde, hasta = day.date().isoformat(), (day + timedelta(days=1)).date().isoformat()
+    desde, hasta = window.params()["desde"], window.params()["hasta"]
 
     created = http.post(
         "/api/reporte-fidelizacion/generar/",
@@ -224,21 +175,34 @@ def test_loyalty_report_end_to_end(http: httpx.Client, engine: Engine) -> None:
 # Refusals.
 
 
-def test_unknown_customer_is_404_and_makes_no_job(http: httpx.Client, engine: Engine) -> None:
-    before = job_count(engine)
+@pytest.fixture
+def own_key(engine: Engine) -> str:
+    """A key of the test's own, with every scope: the jobs it makes are the test's alone."""
+    return new_key(engine, ["read", "export", "admin"])
+
+
+@pytest.fixture
+def mine(api: Api, own_key: str) -> Iterator[httpx.Client]:
+    with api.client(own_key) as http:
+        yield http
+
+
+def test_unknown_customer_is_404_and_makes_no_job(
+    mine: httpx.Client, engine: Engine, own_key: str
+) -> None:
     for response in (
-        http.post("/api/clientes/999999999999/exportar"),
-        http.get("/api/clientes/999999999999/exportar/", params={"formato": "txt"}),
+        mine.post("/api/clientes/999999999999/exportar"),
+        mine.get("/api/clientes/999999999999/exportar/", params={"formato": "txt"}),
     ):
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/problem+json"
-    assert job_count(engine) == before
+    assert job_count(engine, own_key) == 0
 
 
 def test_bad_formato_is_400_in_the_query_and_422_in_the_body(
-    http: httpx.Client, engine: Engine, cliente: Cliente
+    mine: httpx.Client, engine: Engine, own_key: str, cliente: Cliente
 ) -> None:
-    before = job_count(engine)
+    http = mine
     query = http.get(f"/api/clientes/{cliente.id}/exportar", params={"formato": "pdf"})
     assert query.status_code == 400
     problem = query.json()
@@ -251,13 +215,13 @@ def test_bad_formato_is_400_in_the_query_and_422_in_the_body(
     assert unknown_field.status_code == 422
     report = http.get("/api/reporte-fidelizacion/generar", params={"formato": "txt"})
     assert report.status_code == 400 and "excel, csv" in report.json()["detail"]
-    assert job_count(engine) == before
+    assert job_count(engine, own_key) == 0
 
 
 def test_bad_report_dates_and_amounts_are_refused_clearly(
-    http: httpx.Client, engine: Engine
+    mine: httpx.Client, engine: Engine, own_key: str
 ) -> None:
-    before = job_count(engine)
+    http = mine
     path = "/api/reporte-fidelizacion/generar"
     garbage = http.get(path, params={"desde": "ayer"})
     assert garbage.status_code == 400 and garbage.json()["errors"][0]["field"] == "desde"
@@ -269,7 +233,7 @@ def test_bad_report_dates_and_amounts_are_refused_clearly(
     negative = http.get(path, params={"monto_minimo": "-5"})
     assert negative.status_code == 400 and negative.json()["errors"][0]["field"] == "monto_minimo"
     assert http.post(path, json={"monto_minimo": "mucho"}).status_code == 422
-    assert job_count(engine) == before
+    assert job_count(engine, own_key) == 0
 
 
 def test_scopes_and_keys(api: Api, engine: Engine, cliente: Cliente) -> None:

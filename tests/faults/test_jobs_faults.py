@@ -7,12 +7,10 @@ import json
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -25,10 +23,8 @@ from shared import job_queue, storage
 from shared.jobs import JobType
 from shared.models import Cliente
 from tests.conftest import BOOTSTRAP_KEY, WORKER_SETTINGS, Workers
-from tests.factories import make_cliente, make_compra
+from tests.factories import make_cliente, make_compra, report_window
 from tests.jobs import compras_locked, job_column, only_file_of, query_waiting_on_compras, settle
-
-BOGOTA = ZoneInfo("America/Bogota")
 
 
 @pytest.fixture
@@ -41,14 +37,10 @@ def report_stuck_mid_run(client: httpx.Client, engine: Engine) -> Iterator[tuple
     """A loyalty report (of a customer who qualifies, on a day no other test uses) caught
     mid-run for as long as the block lasts: claimed, heartbeating, its query waiting inside
     PostgreSQL. Yields the job's id and the customer."""
-    day = datetime(1995, 1, 1, tzinfo=BOGOTA) + timedelta(days=uuid.uuid4().int % 3000)
+    window = report_window(days=1)
     leal = make_cliente(engine)
-    make_compra(engine, leal, monto="9000000.00", fecha_compra=day + timedelta(hours=1))
-    params = {
-        "desde": day.date().isoformat(),
-        "hasta": (day + timedelta(days=1)).date().isoformat(),
-        "formato": "csv",
-    }
+    make_compra(engine, leal, monto="9000000.00", fecha_compra=window.desde + timedelta(hours=1))
+    params = {**window.params(), "formato": "csv"}
     with compras_locked(engine):
         job_id = client.post("/api/reporte-fidelizacion/generar", json=params).json()["id"]
         wait_until(lambda: job_column(engine, job_id, "status") == "running", 30, "claim")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +75,42 @@ def render(engine: Engine, cliente_id: int, formato: str) -> tuple[exports.Rende
 def csv_rows(content: bytes) -> list[list[str]]:
     assert content.startswith(b"\xef\xbb\xbf")
     return list(csv.reader(io.StringIO(content.decode("utf-8-sig"), newline="")))
+
+
+# One RFC 4180 field as written (quotes included) and what follows it: a comma or a record's end.
+RAW_FIELD = re.compile(r'("(?:[^"]|"")*"|[^,"\r\n]*)(,|\r\n)')
+BARE_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]{2})?")
+
+
+def raw_records(content: bytes) -> list[list[str]]:
+    """The fields of each record exactly as the file holds them, quotes included."""
+    text = content.decode("utf-8-sig")
+    records: list[list[str]] = [[]]
+    position = 0
+    while position < len(text):
+        match = RAW_FIELD.match(text, position)
+        assert match and match.end() > position, text[position : position + 80]
+        records[-1].append(match.group(1))
+        if match.group(2) == "\r\n":
+            records.append([])
+        position = match.end()
+    assert records.pop() == []  # the last record ends with CRLF too
+    return records
+
+
+def semicolon_cells(content: bytes) -> list[str]:
+    """The cells a spreadsheet whose list separator is `;` makes of the file: it splits at every
+    `;` and line end outside double quotes, and drops the quotes."""
+    cells, cell, quoted = [], "", False
+    for char in content.decode("utf-8-sig"):
+        if char == '"':
+            quoted = not quoted
+        elif char in ";\n" and not quoted:
+            cells.append(cell.strip("\r"))
+            cell = ""
+        else:
+            cell += char
+    return [*cells, cell]
 
 
 def sheet_xml_has_no_formula(content: bytes) -> bool:
@@ -288,6 +325,42 @@ def test_formulas_in_customer_data_stay_text(engine: Engine) -> None:
         assert cells[name].data_type == "s"
     assert sheet["O3"].value == "\t=1+1"
     assert sheet_xml_has_no_formula(content)
+
+
+def test_every_csv_text_field_is_quoted_and_numbers_are_bare(engine: Engine) -> None:
+    """Issue 12 item 14: a `;` inside an unquoted name made a new cell, starting with `=`, in a
+    spreadsheet that separates cells with `;` (Colombia's usual one)."""
+    nombre = "Juan;=cmd|' /C calc'!A0"
+    cliente = make_cliente(engine, nombre=nombre, apellido="Tab\t=1+1")
+    compra = make_compra(
+        engine,
+        cliente,
+        monto="1234.50",
+        descripcion="a;@SUM(A1)",
+        fecha_compra=datetime(2020, 2, 2, tzinfo=UTC),
+    )
+
+    _, content = render(engine, cliente.id, "csv")
+    _, row = csv_rows(content)
+    assert row[2] == nombre and row[3] == "Tab\t=1+1" and row[14] == "a;@SUM(A1)"
+    assert row[12] == "1234.50" and compra.numero_factura == row[10]
+
+    assert b"\"Juan;=cmd|' /C calc'!A0\"" in content
+    header, raw = raw_records(content)
+    assert all(field.startswith('"') and field.endswith('"') for field in header)
+    numbers = {8, 9, 12}  # Compras completadas, Monto de compras completadas, Monto
+    assert [raw[i] for i in sorted(numbers)] == ["1", "1234.50", "1234.50"]
+    for index, field in enumerate(raw):
+        if index in numbers:
+            assert BARE_NUMBER.fullmatch(field), (index, field)
+        else:
+            assert field.startswith('"') and field.endswith('"'), (index, field)
+
+    # Commas do not separate cells there: each record is one cell, no `;` splits it, and so
+    # no cell starts with `=`.
+    _, row_cell, after_last_line = semicolon_cells(content)
+    assert nombre in row_cell and "a;@SUM(A1)" in row_cell and after_last_line == ""
+    assert not row_cell.startswith(("=", "@", "+", "-"))
 
 
 def test_unknown_customer_is_a_permanent_failure(engine: Engine) -> None:

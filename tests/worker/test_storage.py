@@ -7,6 +7,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -116,6 +117,17 @@ def test_delete_is_idempotent(backend: storage.Storage, tmp_path: Path) -> None:
     backend.delete(KEY)
     with pytest.raises(FileNotFoundError):
         backend.open(KEY)
+
+
+def test_list_files_finds_what_is_under_a_prefix(backend: storage.Storage, tmp_path: Path) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    under = ["jobs/a/1/one.csv", "jobs/a/2/two.csv", "jobs/b/1/three.csv"]
+    for key in [*under, "other/four.csv"]:
+        backend.save(key, a_file(tmp_path, b"x"))
+    listed = list(backend.list_files("jobs/"))
+    assert sorted(stored.key for stored in listed) == under
+    assert all(before < stored.modified_at <= datetime.now(UTC) for stored in listed)
+    assert list(backend.list_files("nothing/")) == []
 
 
 def test_missing_key(backend: storage.Storage) -> None:

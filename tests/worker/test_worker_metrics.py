@@ -22,13 +22,21 @@ from services.export_worker.metrics import QueueDepthCollector
 from shared.jobs import JobType
 from tests.conftest import Api, Workers
 from tests.factories import make_cliente, make_compra
-from tests.jobs import compras_locked, settle, wait_until_running
+from tests.jobs import compras_locked, settle, wait_until_no_job_in_flight, wait_until_running
 
 EXPORT = JobType.EXPORT_CLIENTE.value
 REPORT = JobType.REPORTE_FIDELIZACION.value
 OUTCOMES = ("succeeded", "failed", "canceled")
 
-pytestmark = pytest.mark.usefixtures("http")
+pytestmark = pytest.mark.usefixtures("http", "quiet")
+
+
+@pytest.fixture
+def quiet(engine: Engine, workers: Workers) -> None:
+    """The counts read here are the run's workers' whole-process counts: each test starts once
+    no other test's job is still queued or running, so that only its own jobs move them."""
+    workers.start()
+    wait_until_no_job_in_flight(engine)
 
 
 class Metrics:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import FileResponse, StreamingResponse
 
 from services.query_api.auth import ExportPrincipal
-from services.query_api.deps import Db, ReadDb, RedisDep, SettingsDep
+from services.query_api.deps import Db, ReadDb, SettingsDep, WaitRedis
 from services.query_api.jobs import service
 from services.query_api.jobs.schemas import ExportBody, Job, JobPage, ReportBody, job_url
 from services.query_api.problems import Problem
@@ -109,6 +109,7 @@ def _report_parser(values: Mapping[str, Any], settings: Settings) -> service.Par
         formato=values.get("formato"),
         now=now,
         timezone=timezone,
+        max_days=settings.report_max_days,
     )
 
 
@@ -123,6 +124,7 @@ async def _accept(
     idempotency_key: str | None,
 ) -> Job:
     """Create the job and answer 202 with `Location` and `Retry-After`."""
+    settings: Settings = request.app.state.settings
     try:
         row = await service.create_job(
             db,
@@ -131,6 +133,7 @@ async def _accept(
             parse=parse,
             idempotency_key=idempotency_key,
             request_id=getattr(request.state, "request_id", None),
+            max_active=settings.job_max_active_per_key,
         )
     except job_params.InvalidParams as error:
         errors = [{"field": e.field, "message": e.message} for e in error.errors]
@@ -152,6 +155,7 @@ _CREATED: dict[int | str, dict[str, Any]] = {
         },
     },
     422: {"description": "A bad JSON body, or an Idempotency-Key reused for another request."},
+    429: {"description": "JOB_MAX_ACTIVE_PER_KEY jobs of this key are queued or running."},
 }
 _EXPORT_CREATED = {**_CREATED, 404: {"description": "No such customer: no job was made."}}
 _NO_JOB: dict[int | str, dict[str, Any]] = {404: {"description": "No such job for this API key."}}
@@ -247,17 +251,20 @@ async def list_jobs(
     },
 )
 async def get_job(
+    request: Request,
     response: Response,
     db: ReadDb,
-    redis: RedisDep,
+    redis: WaitRedis,
     principal: ExportPrincipal,
     job_id: JobId,
     wait: Annotated[
         float, Query(ge=0, le=30, description="Seconds to hold the answer until the job ends.")
     ] = 0,
 ) -> Job:
-    """The job; with `wait`, answered as soon as it ends or when `wait` seconds pass."""
-    row = await service.wait_for(db, redis, principal, job_id, wait)
+    """The job; with `wait`, answered as soon as it ends or when `wait` seconds pass (at once
+    when this key already has LONG_POLLS_PER_KEY waits under way)."""
+    long_polls = request.app.state.long_polls
+    row = await service.wait_for(db, redis, long_polls, principal, job_id, wait)
     response.headers.update(service.retry_after(row))
     return Job.from_row(row)
 

@@ -5,14 +5,21 @@ SUBSCRIBEs first and only then reads the row, so a transition committed in betwe
 already in what it read or on its way as a message; it re-reads the row on each message and
 answers as soon as the job is terminal or the time is up. Without Redis it falls back to a slow,
 bounded poll.
+
+Each wait holds a Redis connection for its whole length, so waits get a pool of their own
+(main.py), never the rate limiter's, and `LongPolls` bounds them per API key and per process:
+a wait beyond either bound is answered at once, as the job is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -23,6 +30,29 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 
 T = TypeVar("T")
+
+
+class LongPolls:
+    """How many waits are under way, per API key and in all (this process)."""
+
+    def __init__(self, per_key: int, total: int) -> None:
+        self._per_key = per_key
+        self._total = total
+        self._by_key: Counter[uuid.UUID] = Counter()
+
+    @contextlib.contextmanager
+    def slot(self, key_id: uuid.UUID) -> Iterator[bool]:
+        """True (and a slot held until the block ends) if this key may wait now."""
+        if self._by_key[key_id] >= self._per_key or self._by_key.total() >= self._total:
+            yield False
+            return
+        self._by_key[key_id] += 1
+        try:
+            yield True
+        finally:
+            self._by_key[key_id] -= 1
+            if not self._by_key[key_id]:
+                del self._by_key[key_id]
 
 
 async def wait_until(

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Update, func, literal, select, tuple_, update
+from sqlalchemy import Select, TextClause, Update, func, literal, select, text, tuple_, update
 
 from shared.jobs import PUBLIC_COLUMNS, JobType, Status
 from shared.models import Job
@@ -26,6 +26,22 @@ def forget_idempotency_key(api_key_id: uuid.UUID, key: str, *, older_than: timed
             Job.created_at < func.now() - older_than,
         )
         .values(idempotency_key=None)
+    )
+
+
+def lock_owner_jobs(api_key_id: uuid.UUID) -> TextClause:
+    """Until the transaction ends, one creation at a time per key: the count of its active jobs
+    and the insert that follows it cannot interleave with another request's (two keys hashing
+    alike merely take turns)."""
+    return text("SELECT pg_advisory_xact_lock(hashtextextended('jobs:' || :key, 0))").bindparams(
+        key=str(api_key_id)
+    )
+
+
+def count_active(api_key_id: uuid.UUID) -> Select[Any]:
+    """The key's jobs still queued or running."""
+    return select(func.count()).where(
+        Job.api_key_id == api_key_id, Job.status.in_([Status.QUEUED, Status.RUNNING])
     )
 
 

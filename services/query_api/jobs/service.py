@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 PUBLISH_TIMEOUT_SECONDS = 5.0
+# How soon a key at its cap of active jobs should try again.
+ACTIVE_CAP_RETRY_AFTER_SECONDS = 10
 # How soon a client should look again: exports take a moment, reports longer.
 RETRY_AFTER_SECONDS = {JobType.EXPORT_CLIENTE: 1, JobType.REPORTE_FIDELIZACION: 5}
 
@@ -45,16 +47,17 @@ async def create_job(
     parse: ParseParams,
     idempotency_key: str | None,
     request_id: str | None,
+    max_active: int,
 ) -> Row[Any]:
-    """A new queued job (or, for a known Idempotency-Key, the job it made), then its message."""
+    """A new queued job (or, for a known Idempotency-Key, the job it made), then its message.
+    A key with `max_active` jobs queued or running gets 429 and no job."""
     now = datetime.now(UTC)
     params = parse(now)
 
     if idempotency_key is None:
-        async with db.connect() as connection:
-            # Nothing to keep consistent between the two statements (the worker looks for the
-            # customer again), so each commits as it runs: no BEGIN and COMMIT round trips.
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        # A transaction: the per-key lock of the active-jobs cap lasts until the insert commits.
+        async with db.begin() as connection:
+            await _within_active_cap(connection, owner, max_active)
             created = await _insert(
                 connection, owner, job_type, params, idempotency_key, request_id, now
             )
@@ -69,6 +72,7 @@ async def create_job(
             earlier = await _by_idempotency_key(connection, owner, idempotency_key)
             if earlier is not None:
                 return _same_request_or_422(earlier, job_type, parse)
+            await _within_active_cap(connection, owner, max_active)
             created = await _insert(
                 connection, owner, job_type, params, idempotency_key, request_id, now
             )
@@ -78,8 +82,25 @@ async def create_job(
                 return _same_request_or_422(earlier, job_type, parse)
     metrics.JOBS_CREATED.labels(job_type).inc()
     log.info("job %s created", created.id, extra={"job_id": str(created.id), "type": job_type})
-    await _publish(created.id, job_type)
+    await _publish(db, created.id, job_type)
     return created
+
+
+async def _within_active_cap(connection: AsyncConnection, owner: Principal, limit: int) -> None:
+    """429 (no job made) when the key already has `limit` jobs queued or running. Holds the
+    key's creation lock until the caller's transaction ends, so concurrent requests cannot all
+    see room for one more."""
+    await connection.execute(repository.lock_owner_jobs(owner.key_id))
+    active = await connection.scalar(repository.count_active(owner.key_id))
+    if active is not None and active >= limit:
+        raise Problem(
+            429,
+            f"This API key has {active} jobs queued or running, its limit: wait for one to end "
+            "(or cancel one) before starting another.",
+            kind="too-many-active-jobs",
+            headers={"Retry-After": str(ACTIVE_CAP_RETRY_AFTER_SECONDS)},
+            limit=limit,
+        )
 
 
 async def _insert(
@@ -136,9 +157,10 @@ async def _cliente_exists(connection: AsyncConnection, cliente_id: int) -> bool:
     return bool(await connection.scalar(select(exists().where(Cliente.id == cliente_id))))
 
 
-async def _publish(job_id: uuid.UUID, job_type: JobType) -> None:
-    # After the commit, so a worker never looks for a row that is not there yet. Any failure is
-    # only logged: the job is safe in PostgreSQL and the scheduler publishes it later.
+async def _publish(db: AsyncEngine, job_id: uuid.UUID, job_type: JobType) -> None:
+    # After the commit, so a worker never looks for a row that is not there yet. A failure does
+    # not fail the request: the job is safe in PostgreSQL, marked for the scheduler to publish
+    # within one interval of Redis answering again.
     try:
         await asyncio.wait_for(
             asyncio.to_thread(job_queue.publish, job_id, job_type), PUBLISH_TIMEOUT_SECONDS
@@ -149,6 +171,11 @@ async def _publish(job_id: uuid.UUID, job_type: JobType) -> None:
             job_id,
             type(error).__name__,
         )
+        try:
+            async with db.begin() as connection:
+                await connection.execute(jobs.mark_publish_pending([job_id]))
+        except Exception as mark_error:  # the JOB_REPUBLISH_AFTER_SECONDS sweep is left
+            log.warning("job %s not marked for publishing: %s", job_id, type(mark_error).__name__)
 
 
 async def get_owned(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row[Any]:
@@ -163,18 +190,31 @@ async def get_owned(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row
 
 
 async def wait_for(
-    db: AsyncEngine, redis: Redis, owner: Principal, job_id: uuid.UUID, seconds: float
+    db: AsyncEngine,
+    redis: Redis,
+    long_polls: events.LongPolls,
+    owner: Principal,
+    job_id: uuid.UUID,
+    seconds: float,
 ) -> Row[Any]:
-    """The job once terminal, or as it is after `seconds`."""
+    """The job once terminal, or as it is after `seconds`; at once when the key (or the
+    process) already has as many waits under way as it may."""
 
     async def read() -> Row[Any]:
         return await get_owned(db, owner, job_id)
 
     if seconds <= 0:
         return await read()
-    return await events.wait_until(
-        redis, job_events.channel(job_id), read, lambda row: row.status in jobs.TERMINAL, seconds
-    )
+    with long_polls.slot(owner.key_id) as may_wait:
+        if not may_wait:
+            return await read()
+        return await events.wait_until(
+            redis,
+            job_events.channel(job_id),
+            read,
+            lambda row: row.status in jobs.TERMINAL,
+            seconds,
+        )
 
 
 def retry_after(row: Row[Any]) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """webhooks: endpoints, the outbox of their events, and each delivery attempt (SPEC §11).
 
-Revision ID: 0002_webhooks
-Revises: 0001
+Revision ID: 0003_webhooks
+Revises: 0002
 Create Date: 2026-12-02 13:35:10.674413
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0002_webhooks"
-down_revision: str | None = "0001"
+revision: str = "0003_webhooks"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,24 @@
+"""Helpers for tests that drive the back office at /admin through the real API process."""
+
+from __future__ import annotations
+
+import httpx
+
+from shared.settings import Settings
+from tests.conftest import Api
+
+# The API process gets this process's environment (tests.conftest.service_env): same settings.
+SETTINGS = Settings()
+
+
+def login(api: Api, **headers: str) -> httpx.Client:
+    """A client holding an admin session of `api` (ADMIN_USERNAME / ADMIN_PASSWORD)."""
+    http = api.client(key=None, follow_redirects=False)
+    http.headers.update(headers)
+    response = http.post(
+        "/admin/login",
+        data={"username": SETTINGS.admin_username, "password": SETTINGS.admin_password},
+    )
+    assert response.status_code == 302, response.text[:500]
+    assert response.headers["location"].endswith("/admin/")
+    return http

@@ -1,0 +1,105 @@
+"""Storage outages waited out within the attempt (issue 12): really full filesystems, the
+results' and the worker's temporary one, each a tiny tmpfs of its own, filled up and then freed.
+
+Before, a full storage failed the job for good after five attempts in some 30 s, and a full
+temporary directory failed it at once as `internal_error`. The module has its own stack: its
+workers' STORAGE_DIR and TMPDIR are the tmpfs mounts (mounting needs root).
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from harness import servers
+from tests.factories import make_cliente, make_compra
+from tests.jobs import download, job_column, settle
+from tests.stacks import Stack, own_stack
+
+# Longer than the old code took to hand a job back (a failed save released it at once).
+OUTAGE_SECONDS = 8
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
+
+
+@pytest.fixture(scope="module")
+def disks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    scratch = tmp_path_factory.mktemp("storage-outages")
+    mounts = {"storage": scratch / "exports", "tmp": scratch / "tmp"}
+    for path in mounts.values():
+        mount_tmpfs(path, "1m")
+    try:
+        yield {"scratch": scratch, **mounts}
+    finally:
+        for path in mounts.values():
+            subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+@pytest.fixture(scope="module")
+def stack(service_env: dict[str, str], disks: dict[str, Path]) -> Iterator[Stack]:
+    with own_stack(
+        service_env,
+        disks["scratch"],
+        "storage-outages",
+        STORAGE_DIR=str(disks["storage"]),
+        TMPDIR=str(disks["tmp"]),
+    ) as stack:
+        yield stack
+
+
+@contextmanager
+def full(disk: Path) -> Iterator[None]:
+    """The filesystem filled to the last byte for the block, then freed."""
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    try:
+        yield
+    finally:
+        filler.unlink()
+
+
+@pytest.mark.parametrize("disk", ["storage", "tmp"])
+def test_a_full_disk_is_waited_out_within_the_attempt(
+    stack: Stack, disks: dict[str, Path], disk: str
+) -> None:
+    cliente = make_cliente(stack.engine)
+    make_compra(stack.engine, cliente)
+    worker = stack.workers.exports
+    with stack.api.client() as http:
+        with full(disks[disk]):
+            job_id = http.post(f"/api/clientes/{cliente.id}/exportar").json()["id"]
+            servers.wait_until(
+                lambda: f"job {job_id}: storage unavailable (No space left" in worker.log(),
+                30,
+                "a try on the full disk",
+            )
+            time.sleep(OUTAGE_SECONDS)
+            assert job_column(stack.engine, job_id, "status") == "running"
+            assert job_column(stack.engine, job_id, "attempts") == 1, "no attempt given up"
+        done = settle(http, job_id, within=60)
+        assert done["status"] == "succeeded", done
+        assert job_column(stack.engine, job_id, "attempts") == 1
+        assert cliente.numero_documento in download(http, done).text
+    assert cliente.numero_documento not in worker.log(), "no file name in the log"
