@@ -52,6 +52,18 @@ def redirect(location: str) -> Behaviour:
     return answer
 
 
+# A status that means: start a 200 answer, then send its headers a byte every half second for
+# the behaviour's delay (a receiver that keeps the connection busy but never finishes).
+TRICKLE = -1
+
+
+def trickle(seconds: float) -> Behaviour:
+    def answer(_: Received) -> tuple[int, float, dict[str, str]]:
+        return TRICKLE, seconds, {}
+
+    return answer
+
+
 def fail_one_in(n: int) -> Behaviour:
     """Every n-th request fails (a 503), the others succeed."""
     count = 0
@@ -91,6 +103,9 @@ class Receiver:
                 with receiver._lock:
                     receiver.received.append(request)
                 status, delay, headers = receiver.behaviour(request)
+                if status == TRICKLE:
+                    self._trickle(delay)
+                    return
                 if delay:
                     time.sleep(delay)
                 try:
@@ -100,6 +115,17 @@ class Receiver:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:  # the sender gave up waiting
+                    pass
+
+            def _trickle(self, seconds: float) -> None:
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    deadline = time.monotonic() + seconds
+                    while time.monotonic() < deadline:
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(0.5)
+                except OSError:  # the sender cut it off
                     pass
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet

@@ -148,8 +148,10 @@ def api_server(env: dict[str, str], port: int) -> Process:
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 30, "query_api")
+        # Importing the app alone takes 20 s of wall time on a machine shared by busy runs.
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 90, "query_api")
     except TimeoutError:
+        process.stop()  # not left running, orphaned, once the caller gives up on it
         raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
     return process
 

@@ -13,10 +13,12 @@ and gives up after 10 s.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import socket
 import ssl
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -73,36 +75,49 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool) -> Answer:
-    """One delivery attempt: the answer's status, or why there was none. Never raises."""
+    """One delivery attempt: the answer's status, or why there was none. Never raises.
+
+    The 10 s are for the whole exchange, not per network read: a watchdog shuts the socket at
+    the deadline, so a receiver trickling its answer a byte at a time cannot hold the attempt
+    past its lease."""
     started = time.monotonic()
-    connection: http.client.HTTPConnection | None = None
     try:
         target = webhook_urls.resolve(url, allow_private=allow_private)
-        connection_class = (
-            _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-        )
-        connection = connection_class(target, webhooks.TIMEOUT_SECONDS)
+    except UnsafeUrl as error:
+        return Answer(None, f"refused: {error}", time.monotonic() - started)
+    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    connection = connection_class(target, webhooks.TIMEOUT_SECONDS)
+    expired = threading.Event()
+    watchdog = threading.Timer(webhooks.TIMEOUT_SECONDS, _cut, (connection, expired))
+    watchdog.start()
+    try:
         connection.request("POST", target.path, body=body, headers=headers)
         response = connection.getresponse()
         response.read(MAX_RESPONSE_BYTES)
         status = response.status
-    except UnsafeUrl as error:
-        return Answer(None, f"refused: {error}", time.monotonic() - started)
-    except TimeoutError:
-        return Answer(
-            None, f"timeout after {webhooks.TIMEOUT_SECONDS:g} s", time.monotonic() - started
-        )
     except (OSError, http.client.HTTPException) as error:
-        return Answer(None, f"{type(error).__name__}: {error}", time.monotonic() - started)
+        seconds = time.monotonic() - started
+        if expired.is_set() or isinstance(error, TimeoutError):
+            return Answer(None, f"timeout after {webhooks.TIMEOUT_SECONDS:g} s", seconds)
+        return Answer(None, f"{type(error).__name__}: {error}", seconds)
     finally:
-        if connection is not None:
-            connection.close()
+        watchdog.cancel()
+        connection.close()
     seconds = time.monotonic() - started
+    if expired.is_set():  # cut off mid-answer: whatever was parsed is not an answer
+        return Answer(None, f"timeout after {webhooks.TIMEOUT_SECONDS:g} s", seconds)
     if 200 <= status < 300:
         return Answer(status, None, seconds)
     if 300 <= status < 400:  # a redirect is not followed: it could point anywhere
         return Answer(status, f"HTTP {status}: redirects are not followed", seconds)
     return Answer(status, f"HTTP {status}", seconds)
+
+
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    expired.set()
+    if connection.sock is not None:
+        with contextlib.suppress(OSError):
+            connection.sock.shutdown(socket.SHUT_RDWR)
 
 
 def signed_headers(secret: str, event_id: uuid.UUID, body: bytes) -> dict[str, str]:

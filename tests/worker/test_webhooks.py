@@ -159,6 +159,19 @@ def test_a_receiver_that_hangs_times_out_after_10_s_and_gets_it_again(
     assert succeeded["status_code"] == 204
 
 
+def test_a_receiver_trickling_its_answer_is_cut_off_at_10_s(api: Api, engine: Engine) -> None:
+    """10 s for the whole exchange, not per read: each byte in time does not extend it."""
+    with Receiver(receiver.trickle(30)) as hook, own_key(api, engine) as http:
+        endpoint = register(http, hook.url)
+        finished_export(http, engine)
+        hook.wait_for(1)
+        hook.behaviour = receiver.succeed
+        delivered = wait_for_status(http, endpoint["id"], "delivered", timeout=40)
+    cut_off = delivered["attempts"][0]
+    assert cut_off["error"] == "timeout after 10 s"
+    assert 9_500 <= cut_off["duration_ms"] <= 12_000
+
+
 def test_redirects_are_not_followed(api: Api, engine: Engine) -> None:
     with Receiver() as elsewhere, own_key(api, engine) as http:
         with Receiver(receiver.redirect(elsewhere.url)) as hook:
