@@ -17,6 +17,7 @@ from harness.receiver import Receiver
 from services.export_worker import webhooks as delivery
 from shared import webhooks
 from tests.conftest import Api, Workers
+from tests.factories import make_cliente
 from tests.jobs import job_column
 from tests.webhooks import (
     deliveries,
@@ -99,6 +100,23 @@ def test_deleting_a_result_sends_job_expired_to_subscribers_of_it_only(
         assert event["data"]["id"] == job["id"]
         time.sleep(1)
         assert len(expiries.events()) == 1, "job.succeeded is not among its events"
+
+
+def test_canceling_a_queued_job_sends_job_canceled(
+    api: Api, engine: Engine, fault_workers: Workers
+) -> None:
+    """The API's own transition (DELETE of a queued job) records the event too."""
+    fault_workers.exports.stop()  # the job stays queued
+    with Receiver() as hook, own_key(api, engine) as http:
+        endpoint = register(http, hook.url)
+        cliente = make_cliente(engine)
+        job_id = http.post(f"/api/clientes/{cliente.id}/exportar").json()["id"]
+        assert http.delete(f"/api/jobs/{job_id}").status_code == 204
+        (received,) = hook.wait_for(1)
+        event = signed_event(received, endpoint["secret"])
+    assert event["type"] == "job.canceled"
+    assert event["data"]["id"] == job_id and event["data"]["status"] == "canceled"
+    assert event["data"]["result"] is None and event["data"]["finished_at"] is not None
 
 
 def test_a_failing_receiver_gets_the_event_again_until_it_answers_2xx(
