@@ -3,9 +3,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test lint format run seed migrate bench lock clean
+.PHONY: install test test-compose lint format run seed migrate bench lock clean
 
-$(VENV)/.installed: requirements.lock pyproject.toml scripts/install.sh
+$(VENV)/.installed: requirements-dev.lock pyproject.toml scripts/install.sh
 	scripts/install.sh
 	touch $@
 
@@ -16,6 +16,12 @@ test: install
 	scripts/ensure-servers.sh
 	scripts/install-browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-compose: docker-compose.yml for real: built, started, used, scaled, restarted (Docker
+## engine, compose v2 and 1.29, and the base images made by scripts/ensure-docker.sh)
+test-compose: install
+	scripts/ensure-docker.sh
+	$(BIN)/pytest -m compose -o timeout=900 $(or $(PYTEST_ARGS),-v) tests/deploy/test_compose.py
 
 ## lint: ruff, mypy, and the import contracts between the layers (pyproject's [tool.importlinter])
 lint: install
@@ -43,9 +49,11 @@ migrate: install
 bench: install
 	$(BIN)/python -m bench --size $(or $(SIZE),small) $(if $(ONLY),--only $(ONLY))
 
-## lock: re-pin every dependency (versions and hashes, no download addresses)
+## lock: re-pin every dependency (versions and hashes, no download addresses): the development
+## lock (.venv, CI) and the runtime lock (the images), the latter pinned to the former's versions
 lock:
-	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q -o requirements-dev.lock
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -q -c requirements-dev.lock -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-output

@@ -143,15 +143,19 @@ def wait_for_redis(port: int) -> None:
     wait_until(lambda: bool(client.ping()), 10, "redis-server")
 
 
-def api_server(env: dict[str, str], port: int) -> Process:
+def api_server(env: dict[str, str], port: int, start_timeout: float = 120) -> Process:
+    # Generous: it starts in ~2 s, but a machine busy with other test runs has taken 40.
     process = Process(f"query_api-{port}", procfile_argv("api"), {**env, "PORT": str(port)})
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        # Importing the app alone takes 20 s of wall time on a machine shared by busy runs.
-        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 90, "query_api")
+        wait_until(
+            lambda: httpx.get(f"{url}/health").status_code == 200, start_timeout, "query_api"
+        )
     except TimeoutError:
-        process.stop()  # not left running, orphaned, once the caller gives up on it
+        # Stopped, not left behind: a slow start (a loaded machine) would otherwise leave an
+        # orphan API process, which loads the machine more and slows the next start further.
+        process.stop()
         raise RuntimeError(f"query_api did not start:\n{process.log()[-3000:]}") from None
     return process
 
@@ -178,17 +182,33 @@ class PostgresCluster:
         if done.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed: {done.stderr or done.stdout}")
 
-    def create(self) -> PostgresCluster:
+    def _own_directory(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             for path in (self.directory.parent, self.directory):
                 shutil.chown(path, "postgres", "postgres")
+
+    def create(self) -> PostgresCluster:
+        self._own_directory()
         self._run(
             "initdb", "-D", str(self.directory), "-U", "postgres", "--auth=trust", "-E", "UTF8"
         )
         self.start()
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "clientes")
         return self
+
+    def create_replica(self, directory: Path, port: int) -> PostgresCluster:
+        """A streaming replica of this cluster (pg_basebackup -R), started on `port`: a hot
+        standby that replays this one's WAL and answers read-only queries."""
+        replica = PostgresCluster(directory, port)
+        replica._own_directory()
+        directory.rmdir()  # pg_basebackup makes it, with the permissions the server insists on
+        self._run(
+            "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+            "-D", str(directory), "-R", "-X", "stream", "--checkpoint=fast",
+        )  # fmt: skip
+        replica.start()
+        return replica
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"

@@ -10,6 +10,6 @@ if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | cut -d' ' -f2)" != "$U
   "$PYTHON" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 fi
 [ -x .venv/bin/python ] || uv venv --quiet --python "$PYTHON" .venv
-uv pip sync --quiet --python .venv/bin/python requirements.lock
+uv pip sync --quiet --python .venv/bin/python requirements-dev.lock
 uv pip install --quiet --python .venv/bin/python --no-deps --no-build-isolation -e . 2>/dev/null \
   || uv pip install --quiet --python .venv/bin/python --no-deps -e .

@@ -4,12 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p var/log
-# A development key, made once per checkout, so the API is usable at once (never in production).
-if [ -z "${API_BOOTSTRAP_KEY:-}" ]; then
-  [ -s var/dev-api-key ] || python -c 'import secrets; print("clk_dev_" + secrets.token_urlsafe(24))' > var/dev-api-key
-  API_BOOTSTRAP_KEY=$(cat var/dev-api-key)
-  export API_BOOTSTRAP_KEY
-fi
+# The first start generates the secret key, admin password and API key into var/credentials.json.
 python -m shared.prestart
 pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait; }
@@ -32,7 +27,7 @@ done
 cat <<MSG
 
 Clientes is running: http://127.0.0.1:$port/  (docs: http://127.0.0.1:$port/docs)
-API key (every scope): ${API_BOOTSTRAP_KEY:-<none: set API_BOOTSTRAP_KEY or run 'api_keys create'>}
+$(show-credentials)
 Try:  curl -H "Authorization: Bearer \$KEY" "http://127.0.0.1:$port/api/tipos-documento/"
 Press Ctrl-C to stop.
 MSG

@@ -101,7 +101,9 @@ def revoke_key(key_id: uuid.UUID) -> Update:
 
 
 def upsert_bootstrap_key(key: str) -> Insert:
-    """Make sure a key with this exact value and every scope exists (compose, `make run`)."""
+    """Make sure a key with this exact value and every scope exists (compose, `make run`).
+    A key once revoked stays revoked: a leaked bootstrap key must not come back at the next
+    deploy (replace it with a new API_BOOTSTRAP_KEY, or let the credentials file make one)."""
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     key_hash = hash_key(key)
@@ -114,13 +116,18 @@ def upsert_bootstrap_key(key: str) -> Insert:
     )
     return statement.on_conflict_do_update(
         index_elements=[ApiKey.key_hash],
-        set_={"scopes": list(SCOPES), "revoked_at": None},
-    )
+        set_={"scopes": list(SCOPES)},
+    ).returning(ApiKey.revoked_at)
 
 
 def ensure_bootstrap_key(connection: Connection, key: str | None) -> None:
     if key:
-        connection.execute(upsert_bootstrap_key(key))
+        if connection.execute(upsert_bootstrap_key(key)).scalar_one() is not None:
+            print(
+                "API_BOOTSTRAP_KEY was revoked and stays revoked: set a new one "
+                "(or `api_keys create`)",
+                file=sys.stderr,
+            )
         connection.execute(NOTIFY_CHANGED)
 
 

@@ -1,5 +1,9 @@
 """Connections. Workers and CLIs use the sync engine; the API uses the async engine for jobs and
-keys, and a plain psycopg pool for the lookups (their SQL renders the JSON; no ORM in between)."""
+keys, and a plain psycopg pool for the lookups (their SQL renders the JSON; no ORM in between).
+
+With READ_DATABASE_URL set (a streaming replica), the lookups and lists (the lookup pool) and
+the report queries (sync_read_engine) read the replica; everything that writes, and every read
+of jobs and keys, stays on the primary, so a client always sees the job it just created."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, Executable, Row, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from shared.settings import Settings, get_settings, to_libpq_url
+from shared.settings import Settings, get_settings, to_libpq_url, to_psycopg_url
 
 # SQLAlchemy puts a failed statement's parameters in the exception's text, and so in any log
 # line with its traceback: those are document numbers, e-mails and phones (issue #5).
@@ -25,16 +29,29 @@ def _connect_args(settings: Settings) -> dict[str, object]:
     }
 
 
-@lru_cache
-def sync_engine() -> Engine:
-    settings = get_settings()
+def _sync_engine(url: str, settings: Settings) -> Engine:
     return create_engine(
-        settings.sqlalchemy_url,
+        to_psycopg_url(url),
         pool_size=2,
         pool_pre_ping=True,
         connect_args=_connect_args(settings),
         hide_parameters=HIDE_PARAMETERS,
     )
+
+
+@lru_cache
+def sync_engine() -> Engine:
+    settings = get_settings()
+    return _sync_engine(settings.database_url, settings)
+
+
+@lru_cache
+def sync_read_engine() -> Engine:
+    """The replica's engine for long reads that may lag a moment; the primary's without one."""
+    settings = get_settings()
+    if not settings.read_database_url:
+        return sync_engine()
+    return _sync_engine(settings.read_database_url, settings)
 
 
 def execute_alone(engine: Engine, statement: Executable) -> Row[Any] | None:
@@ -72,7 +89,7 @@ def async_lookup_pool(settings: Settings | None = None) -> AsyncConnectionPool:
     """
     settings = settings or get_settings()
     return AsyncConnectionPool(
-        to_libpq_url(settings.database_url),
+        to_libpq_url(settings.read_database_url or settings.database_url),
         min_size=1,
         max_size=settings.db_pool_size,
         kwargs={"autocommit": True, **_connect_args(settings)},

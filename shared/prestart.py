@@ -17,7 +17,7 @@ from alembic.config import Config
 from psycopg import sql
 from sqlalchemy import text
 
-from shared import api_keys
+from shared import api_keys, credentials
 from shared.db import sync_engine
 from shared.seed.cli import main as seed_data
 from shared.settings import Settings, get_settings, to_libpq_url
@@ -74,7 +74,18 @@ def migrate(settings: Settings) -> None:
     command.upgrade(config, "head")
 
 
+def generate_missing_credentials() -> None:
+    """First start: make what the environment (or .env) leaves unset, before settings load."""
+    from dotenv import dotenv_values
+
+    given = {**dotenv_values(".env"), **os.environ}
+    path = given.get("CREDENTIALS_FILE") or credentials.DEFAULT_FILE
+    generated = credentials.ensure(path, {f: given.get(f.upper()) for f in credentials.GENERATORS})
+    credentials.announce(generated, path, given.get("ADMIN_USERNAME") or "admin")
+
+
 def main() -> int:
+    generate_missing_credentials()
     settings = get_settings()
     ensure_database(settings)
     check_redis(settings)

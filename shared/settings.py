@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "change-me"  # noqa: S105 (the value refused in production)
+from shared import credentials
+
+# Values people paste from examples: refused in production, whatever their length.
+PLACEHOLDER_SECRETS = frozenset(
+    {"change-me", "changeme", "change_me", "secret", "password", "admin", "default", "example"}
+)
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -18,12 +25,24 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/clientes"
     redis_url: str = "redis://127.0.0.1:6379/0"
     port: int = 8000
+    # Slow and idle clients (SPEC §12), per API process: the time a request's headers may take,
+    # how long an idle keep-alive connection stays open, and the connections served at once
+    # (past it, 503).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_keepalive_seconds: int = Field(default=5, ge=1)
+    http_max_concurrency: int = Field(default=500, ge=1)
     timezone: str = "America/Bogota"
 
+    # Unset, these three come from CREDENTIALS_FILE, which the first start (shared.prestart)
+    # fills with generated values (shared.credentials).
     api_bootstrap_key: str | None = None
-    secret_key: str = PLACEHOLDER_SECRET
+    secret_key: str = ""
     admin_username: str = "admin"
-    admin_password: str = PLACEHOLDER_SECRET
+    admin_password: str = ""
+    credentials_file: str = credentials.DEFAULT_FILE
+    # A streaming replica for what may lag a moment (lookups, lists, report queries); unset,
+    # everything reads the primary.
+    read_database_url: str | None = None
     # Failed /admin logins allowed per client address and per username in a window; past it,
     # 429 until the window ends (counted in Redis).
     admin_login_max_failures: int = Field(default=5, ge=1)
@@ -96,12 +115,29 @@ class Settings(BaseSettings):
     def webhook_retry_delays(self) -> tuple[float, ...]:
         return parse_delays(self.webhook_retry_seconds)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _generated_credentials(cls, data: Any) -> Any:
+        """What the environment leaves unset comes from the generated credentials file."""
+        if not isinstance(data, dict):
+            return data
+        stored = credentials.load(data.get("credentials_file") or credentials.DEFAULT_FILE)
+        for field, value in stored.items():
+            if not data.get(field):
+                data[field] = value
+        return data
+
     @model_validator(mode="after")
-    def _no_placeholder_secrets_outside_development(self) -> Settings:
+    def _strong_secrets(self) -> Settings:
         if self.environment == "production":
             for name in ("secret_key", "admin_password"):
-                if getattr(self, name) == PLACEHOLDER_SECRET:
-                    raise ValueError(f"{name.upper()} still has its placeholder value")
+                if problem := weakness(getattr(self, name)):
+                    raise ValueError(f"{name.upper()} {problem} (refused in production)")
+            return self
+        # Development and tests without a credentials file: random per process, so never a
+        # value anyone can know (cursors then verify only in the process that signed them).
+        self.secret_key = self.secret_key or secrets.token_urlsafe(MIN_SECRET_LENGTH)
+        self.admin_password = self.admin_password or secrets.token_urlsafe(MIN_SECRET_LENGTH)
         return self
 
     @property
@@ -119,6 +155,19 @@ def parse_delays(text: str) -> tuple[float, ...]:
     if not delays or any(delay <= 0 for delay in delays):
         raise ValueError(f"a comma list of positive seconds, like 10,30,60; got {text!r}")
     return delays
+
+
+def weakness(secret: str) -> str | None:
+    """Why a secret is too weak for production, or None."""
+    if not secret:
+        return "is not set"
+    if secret.strip().lower() in PLACEHOLDER_SECRETS:
+        return "is a placeholder"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(secret)) < 8:
+        return "repeats too few characters"
+    return None
 
 
 def to_psycopg_url(url: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 
 from shared.settings import Settings
-from tests.conftest import Api
+from tests.conftest import ADMIN_PASSWORD, SECRET_KEY, Api
 
-# The API process gets this process's environment (tests.conftest.service_env): same settings.
-SETTINGS = Settings()
+# The settings the API process gets (tests.conftest.service_env).
+SETTINGS = Settings(secret_key=SECRET_KEY, admin_password=ADMIN_PASSWORD)
 
 
 def login(api: Api, **headers: str) -> httpx.Client:

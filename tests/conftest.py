@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,9 @@ from shared import storage
 from shared.settings import Settings, to_psycopg_url
 
 BOOTSTRAP_KEY = "clk_test_bootstrap_" + uuid.uuid4().hex
+# The run's own secrets, given to every service process (none of them is generated for tests).
+SECRET_KEY = secrets.token_urlsafe(32)
+ADMIN_PASSWORD = secrets.token_urlsafe(32)
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +58,16 @@ def service_env(
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "API_BOOTSTRAP_KEY": BOOTSTRAP_KEY,
+        "SECRET_KEY": SECRET_KEY,
+        "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "STORAGE_BACKEND": "local",
         "STORAGE_DIR": str(tmp_path_factory.mktemp("exports")),
         "LOG_LEVEL": "INFO",
         # The test receivers listen on 127.0.0.1 (one test checks the refusal without this).
         "WEBHOOK_ALLOW_PRIVATE": "true",
+        # The bootstrap key makes the jobs of most tests, some left queued for a while: the
+        # per-key cap has its own API in tests/api/test_abuse_limits.py.
+        "JOB_MAX_ACTIVE_PER_KEY": "100000",
     }
 
 

@@ -28,13 +28,20 @@ class Stack:
 
 @contextlib.contextmanager
 def own_stack(
-    service_env: dict[str, str], scratch: Path, label: str, **settings: str
+    service_env: dict[str, str],
+    scratch: Path,
+    label: str,
+    database_url: str | None = None,
+    **settings: str,
 ) -> Iterator[Stack]:
     """A database, redis-server, API and workers of their own, with `settings` on top of the
     run's: for a test that stops Redis or sweeps the whole database, which the run's processes
-    (and the other tests) must not see."""
+    (and the other tests) must not see. `database_url`: a migrated database to use instead of
+    a throwaway one on the machine's server."""
     with contextlib.ExitStack() as cleanup:
-        database_url = cleanup.enter_context(throwaway_database(f"clientes_test_{label}"))
+        database_url = database_url or cleanup.enter_context(
+            throwaway_database(f"clientes_test_{label}")
+        )
         engine = create_engine(to_psycopg_url(database_url))
         cleanup.callback(engine.dispose)
 

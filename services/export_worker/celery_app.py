@@ -117,6 +117,7 @@ def _json_logs(**_: object) -> None:
 def _fresh_pool_after_fork(**_: object) -> None:
     # Connections inherited from the parent are shared with it: drop them without closing them.
     db.sync_engine().dispose(close=False)
+    db.sync_read_engine().dispose(close=False)
 
 
 signals.setup_logging.connect(_json_logs)

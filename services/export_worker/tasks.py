@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from services.export_worker import exports, metrics
+from services.export_worker import exports, metrics, shutdown
 from services.export_worker.celery_app import settings, task
 from shared import db, job_queue, jobs, storage, webhooks
 from shared.job_events import announce
@@ -187,6 +187,10 @@ RENDERERS: Mapping[JobType, Renderer] = {
     JobType.EXPORT_CLIENTE: _render_export,
     JobType.REPORTE_FIDELIZACION: _render_report,
 }
+# Reports read a window of history, where a replica's lag of a moment does not matter: with
+# READ_DATABASE_URL set they read the replica. An export reads the primary: its customer may
+# have been created a moment ago.
+READS_FROM_REPLICA = frozenset({JobType.REPORTE_FIDELIZACION})
 TIME_LIMITS = {
     JobType.EXPORT_CLIENTE: EXPORT_TIME_LIMIT_SECONDS,
     JobType.REPORTE_FIDELIZACION: REPORT_TIME_LIMIT_SECONDS,
@@ -228,7 +232,8 @@ def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, A
 def _render(
     engine: Engine, job: ClaimedJob, path: Path, heartbeat: Heartbeat
 ) -> exports.RenderedFile:
-    with engine.connect() as connection, path.open("wb") as out:
+    source = db.sync_read_engine() if job.type in READS_FROM_REPLICA else engine
+    with source.connect() as connection, path.open("wb") as out:
         connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         with connection.begin():
             # The file may take longer than the API's statement timeout; the task's own time
@@ -310,7 +315,8 @@ def _fail(engine: Engine, job: ClaimedJob, error: JobError) -> None:
 
 
 def _succeed(engine: Engine, job: ClaimedJob) -> None:
-    key, result = _render_and_store(engine, job)
+    with shutdown.interruptible():
+        key, result = _render_and_store(engine, job)
     ttl = timedelta(seconds=settings.result_ttl_seconds)
     succeeded = jobs.succeed(job.id, job.attempt, result=result, storage_key=key, result_ttl=ttl)
     if _finish(engine, job, succeeded, jobs.Status.SUCCEEDED):
@@ -381,6 +387,8 @@ def _attempt(engine: Engine, job: ClaimedJob) -> int | None:
     for a retry, None when this attempt is over."""
     try:
         _succeed(engine, job)
+    except shutdown.WorkerStopping:
+        return _hand_back(engine, job)
     except JobLost:
         log.info("job %s: stopped (canceled or taken over)", job.id)
         _count_if_canceled(engine, job)
@@ -398,6 +406,20 @@ def _attempt(engine: Engine, job: ClaimedJob) -> int | None:
         message = f"Unexpected error ({type(error).__name__}); the worker log has the details."
         _fail(engine, job, JobError("internal_error", message))
     return None
+
+
+def _hand_back(engine: Engine, job: ClaimedJob) -> int | None:
+    """The worker is stopping: the job goes back to the queue and its message is published
+    again at once (the caller's retry), for a worker that stays."""
+    try:
+        if not _finish(engine, job, jobs.release(job.id, job.attempt), jobs.Status.QUEUED):
+            return None  # canceled or taken over meanwhile
+    except Exception as error:
+        # Still running in the database: the scheduler requeues it once its heartbeat is stale.
+        log.warning("job %s: not handed back (%s)", job.id, type(error).__name__)
+        return None
+    log.info("job %s: handed back to the queue (worker stopping)", job.id)
+    return 0
 
 
 def _release_for_retry(engine: Engine, job: ClaimedJob, error: Exception) -> int | None:

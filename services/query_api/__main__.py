@@ -7,6 +7,7 @@ import tempfile
 
 import uvicorn
 
+from services.query_api.server_limits import BoundedHttpProtocol
 from shared.settings import get_settings
 
 
@@ -25,7 +26,10 @@ def main(app_factory: str = "services.query_api.main:create_app") -> None:
         port=settings.port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, with a deadline for a request's headers (slowloris) and a bound on
+        # connections (past HTTP_MAX_CONCURRENCY, 503); idle keep-alive connections close.
+        http=BoundedHttpProtocol,
+        timeout_keep_alive=settings.http_keepalive_seconds,
         access_log=False,
         proxy_headers=True,
         log_config=None,

@@ -122,11 +122,15 @@ class ApiKeyCache:
                     keepalives_interval=10,
                     keepalives_count=3,
                 )
-                async with connection:
+                # Closed, never `async with`: its exit would send a ROLLBACK and wait for the
+                # answer of a server that may never give one.
+                try:
                     await connection.execute(f"LISTEN {api_keys.CHANGED_CHANNEL}")
                     await self._changed()
                     self._listening = True
                     await self._follow(connection)
+                finally:
+                    await connection.close()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # any failure: stop caching until we listen again
@@ -142,9 +146,23 @@ class ApiKeyCache:
             async for _ in connection.notifies(timeout=LISTENER_CHECK_SECONDS):
                 await self._changed()
             # Notifications that come meanwhile wait in psycopg's backlog for the next round.
-            await asyncio.wait_for(connection.execute("SELECT 1"), LISTENER_ANSWER_SECONDS)
+            await _round_trip(connection)
             if time.monotonic() - self._active_hashes_read >= self._max_age:
                 await self._reload_active_hashes()
+
+
+async def _round_trip(connection: psycopg.AsyncConnection[object]) -> None:
+    """SELECT 1 answered within LISTENER_ANSWER_SECONDS, else the connection is closed and
+    TimeoutError raised. Not asyncio.wait_for: psycopg, cancelled mid-query, asks the server to
+    cancel it and waits up to 10 s more for a server that may never answer."""
+    probe = asyncio.ensure_future(connection.execute("SELECT 1"))
+    done, _ = await asyncio.wait({probe}, timeout=LISTENER_ANSWER_SECONDS)
+    if probe in done:
+        probe.result()
+        return
+    await connection.close()  # abandons the query: the probe ends at once when cancelled
+    probe.cancel()
+    raise TimeoutError("the api-key listener's server did not answer")
 
 
 def _presented_key(request: Request) -> str | None:

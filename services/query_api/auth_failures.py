@@ -44,16 +44,11 @@ class AuthFailureLimiter:
         if window is not None and window.number == number:
             window.failures += 1
             return
-        self._by_address.pop(address, None)  # re-inserted last: the newest
-        if len(self._by_address) >= MAX_ADDRESSES:
-            self._forget_old_windows(number)
-        self._by_address[address] = _Window(number, 1)
-
-    def _forget_old_windows(self, current: int) -> None:
-        for address in [a for a, w in self._by_address.items() if w.number != current]:
-            del self._by_address[address]
-        while len(self._by_address) >= MAX_ADDRESSES:  # all current: drop the oldest
+        # (Re)inserted last: the dict stays ordered by window start, the oldest first.
+        self._by_address.pop(address, None)
+        while len(self._by_address) >= MAX_ADDRESSES:
             del self._by_address[next(iter(self._by_address))]
+        self._by_address[address] = _Window(number, 1)
 
 
 def _window_number(now: float) -> int:

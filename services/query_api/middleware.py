@@ -93,10 +93,25 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_QUERY_BYTES = 4096
 
 
+# Set in the scope by the HTTP protocol (server_limits) when the process holds more connections
+# than HTTP_MAX_CONCURRENCY.
+OVER_CAPACITY = "clientes.over_capacity"
+
+
 class RequestLimitsMiddleware(HttpMiddleware):
-    """Refuse oversized requests before any work: 414 for a long query, 413 for a large body."""
+    """Refuse before any work: 503 past the process's connection bound, 414 for a long query,
+    413 for a large body."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get(OVER_CAPACITY):
+            busy = Problem(
+                503,
+                "The server has too many connections open; retry shortly.",
+                kind="service-unavailable",
+                headers={"Retry-After": "1"},
+            )
+            await problem_response(busy)(scope, receive, send)
+            return
         if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
             await _refuse(
                 scope, receive, send, 414, f"The query string exceeds {MAX_QUERY_BYTES} bytes."

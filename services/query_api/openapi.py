@@ -78,7 +78,8 @@ AUTH_ERRORS: dict[int, dict[str, Any]] = {
     },
     403: {"description": "The API key lacks the scope this operation needs."},
     429: {
-        "description": "The API key used up its requests of this minute.",
+        "description": "The API key used up its requests of this minute, or this client"
+        " address sent too many invalid keys (AUTH_FAILURES_PER_MINUTE).",
         "headers": {"Retry-After": RETRY_AFTER},
     },
     503: {

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from sqlalchemy import Engine, text
 
+from harness import servers
 from shared import api_keys
 from shared.settings import Settings
-from tests.conftest import BOOTSTRAP_KEY, Api, assert_problem
+from tests.conftest import Api, assert_problem
 from tests.jobs import compras_locked, new_key
 
 
@@ -24,11 +26,11 @@ def key_id_of(engine: Engine, key: str) -> uuid.UUID:
     return found
 
 
-def test_a_500_carries_the_request_id_and_logs_it(
-    api: Api, client: httpx.Client, engine: Engine
-) -> None:
+def test_a_500_carries_the_request_id_and_logs_it(api: Api, engine: Engine) -> None:
     # A succeeded job whose stored result lacks its fields: the job document cannot be built,
-    # an error no handler knows, which Starlette's outermost middleware used to answer.
+    # an error no handler knows, which Starlette's outermost middleware used to answer. It
+    # belongs to a key of its own, so no other test's job list meets it.
+    key = new_key(engine, ["export"])
     with engine.begin() as connection:
         job_id = connection.execute(
             text(
@@ -36,10 +38,11 @@ def test_a_500_carries_the_request_id_and_logs_it(
                 " VALUES (gen_random_uuid(), 'export_cliente', 'succeeded', '{}', :key, '{}')"
                 " RETURNING id"
             ),
-            {"key": key_id_of(engine, BOOTSTRAP_KEY)},
+            {"key": key_id_of(engine, key)},
         ).scalar_one()
     request_id = f"five-hundred-{uuid.uuid4().hex[:8]}"
-    response = client.get(f"/api/jobs/{job_id}", headers={"X-Request-ID": request_id})
+    with api.client(key) as http:
+        response = http.get(f"/api/jobs/{job_id}", headers={"X-Request-ID": request_id})
     assert_problem(response, 500)
     assert response.headers["x-request-id"] == request_id
     assert response.json()["detail"] == "Unexpected error."
@@ -47,10 +50,22 @@ def test_a_500_carries_the_request_id_and_logs_it(
     assert any(request_id in line for line in logged), "the traceback is logged with its id"
 
 
+ACTIVE_JOBS_CAP = 5
+
+
+@pytest.fixture(scope="module")
+def capped_api(service_env: dict[str, str]) -> Iterator[Api]:
+    """An API of its own with a small cap on active jobs (the run's lifts it)."""
+    env = {**service_env, "JOB_MAX_ACTIVE_PER_KEY": str(ACTIVE_JOBS_CAP)}
+    process = servers.api_server(env, servers.free_port())
+    yield Api(f"http://127.0.0.1:{process.env['PORT']}", process)
+    process.stop()
+
+
 def test_active_jobs_per_key_are_capped_even_under_concurrent_requests(
-    api: Api, engine: Engine
+    capped_api: Api, engine: Engine
 ) -> None:
-    cap = Settings.model_fields["job_max_active_per_key"].default
+    api, cap = capped_api, ACTIVE_JOBS_CAP
     key = new_key(engine, ["export"])
     # Purchases locked: a worker that takes one of these reports stays running, so every job
     # made stays active for the whole test whether or not the run's workers are up.
@@ -59,8 +74,8 @@ def test_active_jobs_per_key_are_capped_even_under_concurrent_requests(
         def create(_: int) -> httpx.Response:
             return http.post("/api/reporte-fidelizacion/generar", json={"formato": "csv"})
 
-        with ThreadPoolExecutor(max_workers=cap + 10) as pool:
-            answers = list(pool.map(create, range(cap + 10)))
+        with ThreadPoolExecutor(max_workers=cap * 5) as pool:
+            answers = list(pool.map(create, range(cap * 5)))
         accepted = [a for a in answers if a.status_code == 202]
         refused = [a for a in answers if a.status_code != 202]
         assert len(accepted) == cap, [a.status_code for a in answers]
@@ -145,13 +160,13 @@ def test_many_long_polls_on_one_key_leave_the_limiter_and_readiness_alone(
     waiting = 120  # more than the 100 connections of the pool the waits used to share
     key = new_key(engine, ["export"])
     limits = httpx.Limits(max_connections=waiting)
-    # Purchases locked: the report stays queued or running, so every wait could last 6 s.
+    # Purchases locked: the report stays queued or running, so every wait could last 10 s.
     with compras_locked(engine), api.client(key, limits=limits) as waiter:
         job = waiter.post("/api/reporte-fidelizacion/generar", json={"formato": "csv"}).json()
 
         def wait() -> float:
             started = time.monotonic()
-            answer = waiter.get(f"/api/jobs/{job['id']}", params={"wait": 6})
+            answer = waiter.get(f"/api/jobs/{job['id']}", params={"wait": 10})
             assert answer.status_code == 200, answer.text
             assert answer.json()["status"] in {"queued", "running"}
             return time.monotonic() - started
@@ -166,6 +181,7 @@ def test_many_long_polls_on_one_key_leave_the_limiter_and_readiness_alone(
     assert ready.status_code == 200, ready.text
     assert limited.status_code == 200
     assert "ratelimit" in limited.headers, "the rate limiter failed open"
-    held = [seconds for seconds in durations_s if seconds >= 5]
+    held = [seconds for seconds in durations_s if seconds >= 9.5]
     assert len(held) == per_key, sorted(durations_s)
-    assert all(seconds < 3 for seconds in durations_s if seconds < 5), "the rest answer at once"
+    # The rest answer at once (a loaded machine takes a few seconds for 120 answers).
+    assert max(seconds for seconds in durations_s if seconds < 9.5) < 7, sorted(durations_s)

@@ -104,7 +104,9 @@ def test_a_listener_that_silently_stops_answering_is_replaced(api: Api, engine: 
         revoke(engine, key, notify=True)  # never delivered
         servers.wait_until(
             lambda: bool(listener_backends(engine, api) - {frozen}),
-            LISTENER_CHECK_SECONDS + LISTENER_ANSWER_SECONDS + 5,
+            LISTENER_CHECK_SECONDS
+            + LISTENER_ANSWER_SECONDS
+            + 30,  # a busy machine reconnects slowly
             "a new listener",
         )
         assert status_with(api, key) == 401

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness import servers
+from shared import jobs
 from tests.factories import make_cliente, make_compra
 from tests.jobs import download, job_column, settle
 from tests.stacks import Stack, own_stack
@@ -91,15 +92,35 @@ def test_a_full_disk_is_waited_out_within_the_attempt(
         with full(disks[disk]):
             job_id = http.post(f"/api/clientes/{cliente.id}/exportar").json()["id"]
             servers.wait_until(
-                lambda: f"job {job_id}: storage unavailable (No space left" in worker.log(),
-                30,
-                "a try on the full disk",
+                lambda: job_column(stack.engine, job_id, "attempts") >= 1, 30, "the claim"
             )
             time.sleep(OUTAGE_SECONDS)
             assert job_column(stack.engine, job_id, "status") == "running"
             assert job_column(stack.engine, job_id, "attempts") == 1, "no attempt given up"
+            assert f"job {job_id}: storage unavailable (No space left" in worker.log()
         done = settle(http, job_id, within=60)
         assert done["status"] == "succeeded", done
         assert job_column(stack.engine, job_id, "attempts") == 1
         assert cliente.numero_documento in download(http, done).text
     assert cliente.numero_documento not in worker.log(), "no file name in the log"
+
+
+def test_a_storage_that_stays_full_fails_the_job_in_bounded_time(
+    service_env: dict[str, str], disks: dict[str, Path], tmp_path: Path
+) -> None:
+    """With STORAGE_RETRY_SECONDS=1 each attempt gives up after a second of tries; the job's
+    attempts then run out (with their own backoff) and it fails, naming the storage."""
+    with own_stack(
+        service_env,
+        tmp_path,
+        "storage-bounded",
+        STORAGE_DIR=str(disks["storage"]),
+        STORAGE_RETRY_SECONDS="1",
+    ) as impatient:
+        cliente = make_cliente(impatient.engine)
+        with impatient.api.client() as http, full(disks["storage"]):
+            job_id = http.post(f"/api/clientes/{cliente.id}/exportar").json()["id"]
+            done = settle(http, job_id, within=120)
+        assert done["status"] == "failed", done
+        assert done["error"]["code"] == "storage_unavailable", done
+        assert job_column(impatient.engine, job_id, "attempts") == jobs.MAX_ATTEMPTS

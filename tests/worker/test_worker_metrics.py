@@ -181,6 +181,7 @@ def test_queue_depth_counts_waiting_reports_until_a_worker_drains_them(
     job_ids = [new_report(client) for _ in range(3)]
     assert depth("reports") == before + 3
     assert depth("exports") == 0
+    assert depth("sweeps") >= 0, "the sweeps' queue is reported too"
 
     workers.start()
     wait_until(lambda: depth("reports") == 0, 60, "the reports queue drained")

@@ -6,7 +6,8 @@ whose parameters are plainly valid is answered here, from ASGI, by the same code
 after validation (`endpoints.buscar_response`, `auth.authorize`), inside the same middleware
 (request id, rate-limit headers, metrics). Anything else (a missing, repeated, unknown or
 out-of-range parameter) goes on to the FastAPI route, which stays the one description of the
-endpoint (OpenAPI) and the one place that words validation errors. README: benchmarks.
+endpoint (OpenAPI) and the one place that words validation errors. `BUSCAR_FAST_LANE=false`
+leaves every request to the route. README: benchmarks (what the lane saves, measured).
 """
 
 from __future__ import annotations

@@ -155,7 +155,11 @@ _CREATED: dict[int | str, dict[str, Any]] = {
         },
     },
     422: {"description": "A bad JSON body, or an Idempotency-Key reused for another request."},
-    429: {"description": "JOB_MAX_ACTIVE_PER_KEY jobs of this key are queued or running."},
+    429: {
+        "description": "This key has JOB_MAX_ACTIVE_PER_KEY jobs queued or running (no job was "
+        "made), or used up its requests of this minute.",
+        "headers": {"Retry-After": {"description": "Seconds to wait.", **_HEADER}},
+    },
 }
 _EXPORT_CREATED = {**_CREATED, 404: {"description": "No such customer: no job was made."}}
 _NO_JOB: dict[int | str, dict[str, Any]] = {404: {"description": "No such job for this API key."}}
