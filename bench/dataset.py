@@ -97,7 +97,9 @@ class Dataset:
 
 def database_url(size: Size) -> str:
     base, _, _ = to_libpq_url(ADMIN_URL).rpartition("/")
-    return f"{base}/{size.database}"
+    # BENCH_DATABASE: a dataset of its own, e.g. for a branch whose migration the shared
+    # dataset (migrated by every run) must not receive before that branch is merged.
+    return f"{base}/{os.environ.get('BENCH_DATABASE') or size.database}"
 
 
 def prepare(size: Size, log: Path) -> Dataset:

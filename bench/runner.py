@@ -21,7 +21,18 @@ from typing import TypeVar
 import httpx
 import psycopg
 
-from bench import copy_baseline, drivers, fast_lane, jobs, pgbench, services, soak, writers, wrk
+from bench import (
+    copy_baseline,
+    drivers,
+    fast_lane,
+    jobs,
+    pgbench,
+    services,
+    soak,
+    webhooks,
+    writers,
+    wrk,
+)
 from bench import dataset as datasets
 from bench.report import Figure, Results, Table, Target, not_measured
 from bench.sizes import PUBLIC_SIZES, Size
@@ -96,7 +107,8 @@ def run(
     figures: list[Figure] = []
     tables: list[Table] = []
     with services.running(services.procfile_processes(env, work_dir)) as processes:
-        services.wait_ready(url, "/ready", processes)
+        # Up to 3 min: on a machine shared with busy runs the API takes a while to import.
+        services.wait_ready(url, "/ready", processes, timeout=180)
         say(f"processes up: {', '.join(p.name for p in processes)}; API at {url}")
         auth = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=url, headers=auth, timeout=jobs.WAIT_SECONDS + 30) as client:
@@ -553,7 +565,49 @@ def soak_figures(context: Context) -> list[Figure]:
     return figures
 
 
-# 7. Seeding.
+# 7. Webhooks (bench/webhooks.py): push latency beside the job's own time; no loss under failures.
+
+
+def webhook_figures(context: Context) -> list[Figure]:
+    cliente_id = context.dataset.export_cliente_id
+    jobs.export_latencies(context.client, cliente_id, 5)  # warm-up
+    pushed = webhooks.latency(context.client, cliente_id)
+    loss = webhooks.no_loss(context.client, context.dataset.url, cliente_id)
+    what = f"{webhooks.LATENCY_JOBS} sequential exports, a receiver in the bench process"
+    return [
+        Figure(
+            "webhook_p50",
+            "webhook: event recorded → receiver has it, median",
+            "ms",
+            statistics.median(pushed.event_ms),
+            statistics.median(pushed.job_ms),
+            "the same jobs' created → succeeded (median)",
+            note=what,
+        ),
+        Figure(
+            "webhook_p99",
+            "webhook: event recorded → receiver has it, p99",
+            "ms",
+            _percentile(pushed.event_ms, 99),
+            _percentile(pushed.job_ms, 99),
+            "the same jobs' created → succeeded (p99)",
+        ),
+        Figure(
+            "webhook_lost",
+            f"webhook events lost, receiver failing 1 request in {webhooks.FAIL_ONE_IN}",
+            "events",
+            loss.lost,
+            loss.events,
+            "recorded",
+            Target("0", at_most=0),
+            f"{webhooks.LOSS_JOBS} jobs × {webhooks.LOSS_ENDPOINTS} endpoints; {loss.delivered} "
+            f"delivered, {loss.answered_2xx} answered 2xx, {loss.requests} POSTs in all, "
+            f"{loss.seconds:.1f} s from the first job to the last delivery",
+        ),
+    ]
+
+
+# 8. Seeding.
 
 
 def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
@@ -584,6 +638,7 @@ GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
     ("loyalty", "loyalty report", loyalty_figures),
     ("every-customer", "every-customer reports", every_customer_figures),
     ("soak", "soak", soak_figures),
+    ("webhooks", "webhooks", webhook_figures),
 ]
 SEED = "seed"  # measured when the dataset is built: no process needed
 GROUP_NAMES = (*(name for name, _, _ in GROUPS), SEED)

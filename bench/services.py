@@ -96,6 +96,9 @@ def environment(database_url: str, key: str, port: int, work_dir: Path) -> dict[
         "STORAGE_DIR": str(work_dir / "exports"),
         "LOG_LEVEL": "INFO",
         "LONG_POLLS_MAX": "1000",
+        # The webhook receiver is in the bench process, on 127.0.0.1; retries within seconds.
+        "WEBHOOK_ALLOW_PRIVATE": "true",
+        "WEBHOOK_RETRY_SECONDS": "0.5,1,2,4,8,15,30",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 

@@ -1,5 +1,6 @@
 """The job queue's contract: the queue and task name of each job type, the Redis transport
-options, and `publish`, which the API and the scheduler use to send a job's message.
+options, and `publish`, which the API and the scheduler use to send a job's message; and the
+same for webhook deliveries (`publish_webhook_events`), on a queue of their own.
 
 Publishing needs only a Celery client: this module's app sends messages and never runs a task,
 so a process that publishes loads no worker code. The workers
@@ -9,7 +10,9 @@ so a process that publishes loads no worker code. The workers
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
@@ -17,16 +20,23 @@ from celery import Celery
 from shared.jobs import JobType
 from shared.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 # Separate queues, separate workers: a quick export never waits behind a long report.
 QUEUES = {JobType.EXPORT_CLIENTE: "exports", JobType.REPORTE_FIDELIZACION: "reports"}
 # The scheduler's sweeps have a queue of their own, consumed by both workers: a backlog of
 # exports (or a long report) never holds back the sweeps that recover jobs and delete files.
 SWEEPS_QUEUE = "sweeps"
-ALL_QUEUES = (*QUEUES.values(), SWEEPS_QUEUE)
 TASK_NAMES = {
     JobType.EXPORT_CLIENTE: "jobs.export_cliente",
     JobType.REPORTE_FIDELIZACION: "jobs.reporte_fidelizacion",
 }
+# Webhook deliveries have their own queue and worker: a receiver that hangs for its whole
+# timeout never delays an export or a report.
+WEBHOOKS_QUEUE = "webhooks"
+WEBHOOK_DELIVER_TASK = "webhooks.deliver"
+WEBHOOK_SWEEP_TASK = "webhooks.sweep"
+ALL_QUEUES = (*QUEUES.values(), SWEEPS_QUEUE, WEBHOOKS_QUEUE)
 # Longer than any task's hard time limit (export_worker/tasks.py): an unacknowledged message is
 # delivered again after this long, and a task still running must not go to a second worker.
 VISIBILITY_TIMEOUT_SECONDS = 2 * 3600
@@ -63,3 +73,26 @@ def publish(job_id: uuid.UUID | str, job_type: JobType, *, redis_url: str | None
         retry=True,
         retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
     )
+
+
+def publish_webhook_events(
+    event_ids: Iterable[uuid.UUID | str], *, countdown: float | None = None
+) -> int:
+    """Send each event's delivery message (after the commit that recorded it). Never raises: an
+    event whose message did not go is sent by the scheduler's sweep. Returns how many went."""
+    sent = 0
+    for event_id in event_ids:
+        try:
+            _publisher(get_settings().redis_url).send_task(
+                WEBHOOK_DELIVER_TASK,
+                args=[str(event_id)],
+                queue=WEBHOOKS_QUEUE,
+                countdown=countdown,
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+            )
+            sent += 1
+        except Exception as error:  # Redis unreachable: the sweep sends these later
+            log.warning("could not publish webhook events: %s", type(error).__name__)
+            break  # the rest would wait out the same timeouts
+    return sent

@@ -10,6 +10,9 @@ statements: the API on its async engine, the workers and the scheduler on the sy
     running → queued                            (transient error, or its worker died: retry)
     running → failed                            (permanent error, or attempts used up)
     queued | running → canceled                 (the owner deleted it)
+
+Every final transition (succeeded, failed, canceled, expired) also records the job's webhook
+events in the same statement (`_final`): the outbox of shared.webhooks.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import InstrumentedAttribute
 
+from shared import webhooks
 from shared.models import Job
+from shared.webhooks import EventType
 
 
 class Status(StrEnum):
@@ -136,6 +142,31 @@ def _transition(target: Status, *where: ColumnElement[bool]) -> Update:
     )
 
 
+def _final(
+    transition: Update, event: EventType, *returning: InstrumentedAttribute[Any]
+) -> Select[Any]:
+    """A transition to a final status that, in the same statement, records `event` for every
+    webhook endpoint of the job's key (the outbox: an event exists iff the transition committed).
+
+        WITH moved AS (UPDATE jobs … RETURNING …),
+             recorded AS (INSERT INTO webhook_events SELECT … FROM moved JOIN endpoints …)
+        SELECT <returning>, <the events recorded for the job> FROM moved
+
+    Rows as the bare UPDATE … RETURNING <returning> would give, plus `webhook_events`: the ids
+    of the events to publish once committed."""
+    columns = {column.key: column for column in (*returning, *PUBLIC_COLUMNS, Job.api_key_id)}
+    moved = transition.returning(*columns.values()).cte("moved")
+    recorded = webhooks.record_events(moved, event)
+    events_of_job = (
+        select(func.array_agg(recorded.c.id))
+        .where(recorded.c.job_id == moved.c.id)
+        .scalar_subquery()
+    )
+    return select(
+        *(moved.c[column.key] for column in returning), events_of_job.label("webhook_events")
+    )
+
+
 def _owned_by(attempt: int) -> ColumnElement[bool]:
     # A worker's writes count only while the job is still on the attempt it claimed.
     return Job.attempts == attempt
@@ -218,27 +249,23 @@ def succeed(
     result: Mapping[str, Any],
     storage_key: str,
     result_ttl: timedelta,
-) -> Update:
-    return (
-        _transition(Status.SUCCEEDED, Job.id == job_id, _owned_by(attempt))
-        .values(
-            progress=100,
-            finished_at=func.now(),
-            expires_at=func.now() + result_ttl,
-            result=dict(result),
-            storage_key=storage_key,
-            error=null(),
-        )
-        .returning(Job.id)
+) -> Select[Any]:
+    succeeded = _transition(Status.SUCCEEDED, Job.id == job_id, _owned_by(attempt)).values(
+        progress=100,
+        finished_at=func.now(),
+        expires_at=func.now() + result_ttl,
+        result=dict(result),
+        storage_key=storage_key,
+        error=null(),
     )
+    return _final(succeeded, EventType.JOB_SUCCEEDED, Job.id)
 
 
-def fail(job_id: uuid.UUID, attempt: int, error: JobError) -> Update:
-    return (
-        _transition(Status.FAILED, Job.id == job_id, _owned_by(attempt))
-        .values(finished_at=func.now(), error=error.as_json())
-        .returning(Job.id)
+def fail(job_id: uuid.UUID, attempt: int, error: JobError) -> Select[Any]:
+    failed = _transition(Status.FAILED, Job.id == job_id, _owned_by(attempt)).values(
+        finished_at=func.now(), error=error.as_json()
     )
+    return _final(failed, EventType.JOB_FAILED, Job.id)
 
 
 def release(job_id: uuid.UUID, attempt: int) -> Update:
@@ -253,22 +280,20 @@ def release(job_id: uuid.UUID, attempt: int) -> Update:
 # The owner's transitions (API).
 
 
-def cancel(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Update:
+def cancel(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Select[Any]:
     """queued/running → canceled. A running worker notices at its next heartbeat."""
-    return (
-        _transition(Status.CANCELED, Job.id == job_id, Job.api_key_id == api_key_id)
-        .values(finished_at=func.now())
-        .returning(Job.id)
+    canceled = _transition(Status.CANCELED, Job.id == job_id, Job.api_key_id == api_key_id).values(
+        finished_at=func.now()
     )
+    return _final(canceled, EventType.JOB_CANCELED, Job.id)
 
 
-def discard_result(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Update:
+def discard_result(job_id: uuid.UUID, api_key_id: uuid.UUID) -> Select[Any]:
     """succeeded → expired at the owner's request; the caller deletes the returned file."""
-    return (
-        _transition(Status.EXPIRED, Job.id == job_id, Job.api_key_id == api_key_id)
-        .values(expires_at=func.least(Job.expires_at, func.now()))
-        .returning(Job.id, Job.storage_key)
+    discarded = _transition(Status.EXPIRED, Job.id == job_id, Job.api_key_id == api_key_id).values(
+        expires_at=func.least(Job.expires_at, func.now())
     )
+    return _final(discarded, EventType.JOB_EXPIRED, Job.id, Job.storage_key)
 
 
 # The scheduler's sweeps. Each locks its batch with SKIP LOCKED, so concurrent sweepers split
@@ -334,18 +359,17 @@ def requeue_stale_running(stale_after: timedelta) -> Update:
     )
 
 
-def fail_stale_exhausted(stale_after: timedelta) -> Update:
+def fail_stale_exhausted(stale_after: timedelta) -> Select[Any]:
     """Stale running jobs that have used every attempt: fail them rather than loop for ever."""
     stale = _stale(Status.RUNNING, stale_after, Job.attempts >= MAX_ATTEMPTS)
     error = JobError(
         "worker_lost",
         f"The job was interrupted {MAX_ATTEMPTS} times (its worker stopped); giving up.",
     )
-    return (
-        _transition(Status.FAILED, Job.id.in_(stale))
-        .values(finished_at=func.now(), error=error.as_json())
-        .returning(Job.id)
+    failed = _transition(Status.FAILED, Job.id.in_(stale)).values(
+        finished_at=func.now(), error=error.as_json()
     )
+    return _final(failed, EventType.JOB_FAILED, Job.id)
 
 
 def select_results(job_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, str | None]:
@@ -355,7 +379,7 @@ def select_results(job_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, str | None
     )
 
 
-def expire_due() -> Update:
+def expire_due() -> Select[Any]:
     """succeeded → expired once past expires_at. The caller deletes the returned files in the
     same transaction, so a storage outage leaves the job to the next sweep."""
     due = (
@@ -365,4 +389,5 @@ def expire_due() -> Update:
         .limit(SWEEP_BATCH)
         .with_for_update(skip_locked=True)
     )
-    return _transition(Status.EXPIRED, Job.id.in_(due)).returning(Job.id, Job.storage_key)
+    expired = _transition(Status.EXPIRED, Job.id.in_(due))
+    return _final(expired, EventType.JOB_EXPIRED, Job.id, Job.storage_key)

@@ -198,3 +198,91 @@ class Job(Base):
 
     def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"
+
+
+class WebhookEndpoint(Base):
+    """A URL that receives the events of one API key's jobs (SPEC §11)."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_owner", "api_key_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    # Kept in clear: the worker signs every delivery with it (HMAC needs the secret itself).
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookEvent(Base):
+    """The outbox: one event for one endpoint, written in the transaction of the job's final
+    transition, then delivered (and retried) by the webhooks worker until it succeeds or the
+    retry schedule runs out."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status_valido"),
+        Index("ix_webhook_events_endpoint_created", "endpoint_id", text("created_at DESC")),
+        # The sweep only ever looks at events still to deliver.
+        Index(
+            "ix_webhook_events_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID, primary_key=True, server_default=func.gen_random_uuid()
+    )
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    type: Mapped[str] = mapped_column(String(32))
+    # The job as the API shows it at the transition: the `data` of the body sent.
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    # When its message was last sent to the queue: the sweep sends it again only once that
+    # message is presumed lost (Redis emptied, or the publish failed).
+    published_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    # An attempt under way holds the event until then; a worker killed mid-delivery lets go.
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    endpoint: Mapped[WebhookEndpoint] = relationship()
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.status})"
+
+
+class WebhookAttempt(Base):
+    """One POST of an event: its answer (or error), how long it took, and when the next comes."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    event: Mapped[WebhookEvent] = relationship()
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt} of {self.event_id}"

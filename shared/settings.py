@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     job_max_active_per_key: int = Field(default=20, ge=1)
     report_max_days: int = Field(default=366, ge=1)
 
+    # Webhooks (SPEC §11): the wait after each failed attempt, in seconds; when the list runs
+    # out the event is given up. The default backs off exponentially over some 24 h.
+    webhook_retry_seconds: str = "10,30,60,300,900,1800,3600,7200,14400,28800,28800"
+    # Receivers on loopback, private, link-local or multicast addresses (development, tests).
+    webhook_allow_private: bool = False
+
     log_level: str = "INFO"
     # Valid `buscar` requests answered from ASGI, before FastAPI's machinery
     # (services/query_api/clientes/fast_lane.py); off, the FastAPI route answers them all.
@@ -103,6 +109,16 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("webhook_retry_seconds")
+    @classmethod
+    def _delays(cls, value: str) -> str:
+        parse_delays(value)
+        return value
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return parse_delays(self.webhook_retry_seconds)
 
     @model_validator(mode="before")
     @classmethod
@@ -148,6 +164,17 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The plain postgresql:// URL with the psycopg 3 driver named, as SQLAlchemy wants."""
         return to_psycopg_url(self.database_url)
+
+
+def parse_delays(text: str) -> tuple[float, ...]:
+    """ "10,30,60" -> (10.0, 30.0, 60.0): positive seconds, at least one."""
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"a comma list of seconds, like 10,30,60; got {text!r}") from None
+    if not delays or any(delay <= 0 for delay in delays):
+        raise ValueError(f"a comma list of positive seconds, like 10,30,60; got {text!r}")
+    return delays
 
 
 def weakness(secret: str) -> str | None:

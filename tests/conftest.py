@@ -65,6 +65,8 @@ def service_env(
         "STORAGE_BACKEND": "local",
         "STORAGE_DIR": str(tmp_path_factory.mktemp("exports")),
         "LOG_LEVEL": "INFO",
+        # The test receivers listen on 127.0.0.1 (one test checks the refusal without this).
+        "WEBHOOK_ALLOW_PRIVATE": "true",
         # The bootstrap key makes the jobs of most tests, some left queued for a while: the
         # per-key cap has its own API in tests/api/test_abuse_limits.py.
         "JOB_MAX_ACTIVE_PER_KEY": "100000",
@@ -125,22 +127,25 @@ WORKER_SETTINGS = {
     "JOB_STALE_AFTER_SECONDS": "5",
     "JOB_REPUBLISH_AFTER_SECONDS": "3",
     "SCHEDULER_INTERVAL_SECONDS": "1",
+    # Webhook retries within seconds, given up after some 10 s of failures.
+    "WEBHOOK_RETRY_SECONDS": "0.5,1,1,2,2,3",
 }
 
 
 class Workers:
-    """The run's export worker, report worker and scheduler. A fault test may kill or stop any
-    of them; `start()` starts again whichever is not running."""
+    """The run's export, report and webhook workers and the scheduler. A fault test may kill or
+    stop any of them; `start()` starts again whichever is not running."""
 
     def __init__(self, env: dict[str, str], schedule_file: str, label: str = "") -> None:
         # `label` names the logs of a second set of workers apart from the run's.
         self.exports, self.exports_metrics = self._worker("worker-exports", label, env)
         self.reports, self.reports_metrics = self._worker("worker-reports", label, env)
+        self.webhooks, self.webhooks_metrics = self._worker("worker-webhooks", label, env)
         scheduler = servers.replace_options(
             servers.procfile_argv("scheduler"), {"--schedule": schedule_file}
         )
         self.scheduler = servers.Process(f"scheduler{label}", scheduler, env)
-        self.all = (self.exports, self.reports, self.scheduler)
+        self.all = (self.exports, self.reports, self.webhooks, self.scheduler)
 
     @staticmethod
     def _worker(name: str, label: str, env: dict[str, str]) -> tuple[servers.Process, str]:

@@ -2,6 +2,7 @@
 
     celery -A services.export_worker.celery_app worker --queues exports,sweeps   # quick exports
     celery -A services.export_worker.celery_app worker --queues reports,sweeps   # heavy reports
+    celery -A services.export_worker.celery_app worker --queues webhooks         # webhooks
     celery -A services.export_worker.celery_app beat                      # sweeps (scheduler.py)
 
 Delivery is at least once: a message is acknowledged only after its task ran (acks_late) and
@@ -57,16 +58,31 @@ def beat_schedule(
         "expire-results": (EXPIRE_TASK, interval_seconds),
         "sweep-orphans": (ORPHANS_TASK, max(interval_seconds, orphan_grace_seconds / 2)),
     }
-    return {
+    sweeps = {
         name: {"task": task_name, "schedule": every, "options": options}
         for name, (task_name, every) in schedules.items()
+    }
+    # The webhook sweep runs on the webhooks worker, so that it works even while the job
+    # workers are busy or down; dropped when not run within an interval (the next supersedes it).
+    webhook_options = {"queue": job_queue.WEBHOOKS_QUEUE, "expires": interval_seconds}
+    return {
+        **sweeps,
+        "send-webhooks": {
+            "task": job_queue.WEBHOOK_SWEEP_TASK,
+            "schedule": interval_seconds,
+            "options": webhook_options,
+        },
     }
 
 
 app = Celery(
     "clientes",
     broker=settings.redis_url,
-    include=["services.export_worker.tasks", "services.export_worker.scheduler"],
+    include=[
+        "services.export_worker.tasks",
+        "services.export_worker.scheduler",
+        "services.export_worker.webhooks",
+    ],
 )
 app.conf.update(
     job_queue.MESSAGE_SETTINGS,

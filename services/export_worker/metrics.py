@@ -1,5 +1,6 @@
 """Prometheus metrics of the workers: jobs ended by type and outcome, how long they ran and
-waited, and how many messages wait in each job queue.
+waited, webhook deliveries by outcome and their latency, and how many messages wait in each
+queue.
 
 Tasks run in the prefork pool's processes, which record into prometheus_client's multiprocess
 files (PROMETHEUS_MULTIPROC_DIR; celery_app.py makes a private one when the environment names
@@ -56,6 +57,46 @@ for _type in JobType:  # every series exists from the start, at zero
     JOB_WAIT_SECONDS.labels(_type)
     for _status in OUTCOMES:
         JOBS_FINISHED.labels(_type, _status)
+
+
+WEBHOOK_OUTCOMES = ("delivered", "retried", "gave_up")
+# From a local receiver's milliseconds to a day of retries.
+WEBHOOK_LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    3600,
+    86400,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "clientes_webhook_deliveries_total",
+    "Webhook delivery attempts, by outcome (retried: failed, tried again later; gave_up: failed, "
+    "the retry schedule ran out).",
+    ["outcome"],
+)
+WEBHOOK_LATENCY_SECONDS = Histogram(
+    "clientes_webhook_delivery_latency_seconds",
+    "Time from an event's recording (the job's final transition) to its receiver's 2xx.",
+    buckets=WEBHOOK_LATENCY_BUCKETS,
+)
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOK_DELIVERIES.labels(_outcome)
+
+
+def webhook_attempted(outcome: str, latency: timedelta | None) -> None:
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
+    if latency is not None:
+        WEBHOOK_LATENCY_SECONDS.observe(max(latency.total_seconds(), 0.0))
 
 
 def job_claimed(job_type: JobType, waited: timedelta) -> None:

@@ -33,7 +33,7 @@ from services.export_worker.celery_app import (
     settings,
     task,
 )
-from shared import db, job_queue, jobs, storage
+from shared import db, job_queue, jobs, storage, webhooks
 from shared.job_events import announce
 from shared.jobs import JobType
 
@@ -47,12 +47,13 @@ def recover_jobs() -> dict[str, int]:
     stale_after = timedelta(seconds=settings.job_stale_after_seconds)
     republish_after = timedelta(seconds=settings.job_republish_after_seconds)
     with db.sync_engine().begin() as connection:
-        exhausted = connection.execute(jobs.fail_stale_exhausted(stale_after)).scalars().all()
+        exhausted = connection.execute(jobs.fail_stale_exhausted(stale_after)).all()
         requeued = connection.execute(jobs.requeue_stale_running(stale_after)).all()
         pending = connection.execute(jobs.take_publish_pending()).all()
         lost = connection.execute(jobs.touch_lost_queued(republish_after)).all()
-    for job_id in exhausted:
-        announce(job_id, jobs.Status.FAILED)
+    for row in exhausted:
+        announce(row.id, jobs.Status.FAILED)
+    job_queue.publish_webhook_events(webhooks.event_ids(exhausted))
     for row in requeued:
         announce(row.id, jobs.Status.QUEUED)
     unpublished = _publish([*requeued, *pending, *lost])
@@ -95,6 +96,7 @@ def expire_results() -> int:
                 files.delete(row.storage_key)
     for row in expired:
         announce(row.id, jobs.Status.EXPIRED)
+    job_queue.publish_webhook_events(webhooks.event_ids(expired))
     if expired:
         log.info("expired job results", extra={"expired": len(expired)})
     return len(expired)

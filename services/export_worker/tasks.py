@@ -34,7 +34,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from services.export_worker import exports, metrics, shutdown
 from services.export_worker.celery_app import settings, task
-from shared import db, job_queue, jobs, storage
+from shared import db, job_queue, jobs, storage, webhooks
 from shared.job_events import announce
 from shared.job_params import ExportParams, InvalidParams, ReportParams
 from shared.jobs import JobError, JobType
@@ -278,12 +278,15 @@ def _reason(error: BaseException) -> str:
 
 
 def _finish(engine: Engine, job: ClaimedJob, transition: Any, status: jobs.Status) -> bool:
-    done = db.execute_alone(engine, transition) is not None
-    if done:
-        if status in metrics.OUTCOMES:  # counted before anyone waiting hears of it
-            _count_outcome(job, status)
-        announce(job.id, status)
-    return done
+    row = db.execute_alone(engine, transition)
+    if row is None:
+        return False
+    if status in metrics.OUTCOMES:  # counted before anyone waiting hears of it
+        _count_outcome(job, status)
+    announce(job.id, status)
+    if status in jobs.TERMINAL:  # its webhook events, recorded by the same statement
+        job_queue.publish_webhook_events(webhooks.event_ids([row]))
+    return True
 
 
 def _count_outcome(job: ClaimedJob, status: jobs.Status) -> None:

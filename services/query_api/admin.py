@@ -1,4 +1,5 @@
-"""The back office at /admin (sqladmin): customers, purchases, document types, jobs, API keys.
+"""The back office at /admin (sqladmin): customers, purchases, document types, jobs, API keys,
+webhook endpoints and their deliveries.
 
 Login with ADMIN_USERNAME / ADMIN_PASSWORD (services/query_api/admin_auth.py: throttling,
 sessions, cookies, cross-site requests). API keys are handled as the `api_keys` CLI does: the
@@ -36,6 +37,9 @@ from shared.models import (
     Compra,
     Job,
     TipoDocumento,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookEvent,
     texto_busqueda,
 )
 from shared.settings import Settings
@@ -257,7 +261,81 @@ def _key_ids(pks: str) -> list[uuid.UUID]:
     return key_ids
 
 
-VIEWS = (ClienteAdmin, CompraAdmin, TipoDocumentoAdmin, JobAdmin, ApiKeyAdmin)
+class WebhookEndpointAdmin(_View, model=WebhookEndpoint):
+    """Registered by API keys over /api/webhooks; here to see, and to delete a bad one."""
+
+    name = "Webhook endpoint"
+    name_plural = "Webhook endpoints"
+    icon = "fa-solid fa-satellite-dish"
+    can_create = False
+    can_edit = False
+    # Never the secret: it signs deliveries, and its owner saw it once.
+    column_list: ClassVar[list[Any]] = [
+        WebhookEndpoint.id,
+        WebhookEndpoint.url,
+        WebhookEndpoint.events,
+        WebhookEndpoint.api_key_id,
+        WebhookEndpoint.created_at,
+    ]
+    column_details_exclude_list: ClassVar[list[Any]] = [WebhookEndpoint.secret]
+    column_default_sort: ClassVar[list[tuple[Any, bool]]] = [(WebhookEndpoint.created_at, True)]
+
+
+class WebhookEventAdmin(_View, model=WebhookEvent):
+    """Deliveries: each event for an endpoint, its status and attempts so far."""
+
+    name = "Webhook delivery"
+    name_plural = "Webhook deliveries"
+    icon = "fa-solid fa-paper-plane"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    column_list: ClassVar[list[Any]] = [
+        WebhookEvent.id,
+        WebhookEvent.type,
+        WebhookEvent.status,
+        WebhookEvent.attempts,
+        WebhookEvent.job_id,
+        WebhookEvent.endpoint,
+        WebhookEvent.created_at,
+        WebhookEvent.next_attempt_at,
+        WebhookEvent.delivered_at,
+    ]
+    column_searchable_list: ClassVar[list[Any]] = [WebhookEvent.status, WebhookEvent.type]
+    column_default_sort: ClassVar[list[tuple[Any, bool]]] = [(WebhookEvent.created_at, True)]
+
+
+class WebhookAttemptAdmin(_View, model=WebhookAttempt):
+    """Every POST of an event: the receiver's answer or the error, and when the next is due."""
+
+    name = "Webhook attempt"
+    name_plural = "Webhook attempts"
+    icon = "fa-solid fa-list-check"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    column_list: ClassVar[list[Any]] = [
+        WebhookAttempt.event_id,
+        WebhookAttempt.attempt,
+        WebhookAttempt.attempted_at,
+        WebhookAttempt.status_code,
+        WebhookAttempt.duration_ms,
+        WebhookAttempt.error,
+        WebhookAttempt.next_attempt_at,
+    ]
+    column_default_sort: ClassVar[list[tuple[Any, bool]]] = [(WebhookAttempt.id, True)]
+
+
+VIEWS = (
+    ClienteAdmin,
+    CompraAdmin,
+    TipoDocumentoAdmin,
+    JobAdmin,
+    ApiKeyAdmin,
+    WebhookEndpointAdmin,
+    WebhookEventAdmin,
+    WebhookAttemptAdmin,
+)
 
 
 class _AdminRoot:

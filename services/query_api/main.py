@@ -19,6 +19,7 @@ from services.query_api import (
     openapi,
     problems,
     web,
+    webhooks,
 )
 from services.query_api.auth import ApiKeyCache
 from services.query_api.auth_failures import AuthFailureLimiter
@@ -112,4 +113,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _api_routers() -> list[APIRouter]:
     """Each domain contributes one router; they are listed here and nowhere else."""
-    return [clientes.router, api_keys.router, jobs.router]
+    return [clientes.router, api_keys.router, jobs.router, webhooks.router]

@@ -6,6 +6,7 @@ import html
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -13,10 +14,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from shared import api_keys
-from shared.models import ApiKey, Job
+from shared.models import ApiKey, Job, WebhookAttempt, WebhookEvent
 from tests.admin_pages import SETTINGS, login
 from tests.conftest import Api
 from tests.factories import make_cliente, unique_digits
+from tests.webhooks import own_key, register
 
 SECRET_FIELD = re.compile(r'value="([^"]+)"[^>]*id="modal-secret-value"')
 
@@ -127,3 +129,43 @@ def test_an_api_key_is_shown_once_and_revoking_it_works_at_once(
 
     with Session(engine) as session:
         assert session.get_one(ApiKey, stored.id).revoked_at is not None
+
+
+def test_webhook_endpoints_and_deliveries_are_listed_without_the_secret(
+    admin: httpx.Client, api: Api, engine: Engine
+) -> None:
+    with own_key(api, engine) as http:
+        endpoint = register(http, "http://127.0.0.1:9/admin-hook")
+    with Session(engine) as session:
+        job = Job(type="export_cliente", status="succeeded", params={}, progress=100)
+        session.add(job)
+        session.flush()
+        event = WebhookEvent(
+            endpoint_id=uuid.UUID(endpoint["id"]), job_id=job.id, type="job.succeeded", data={}
+        )
+        session.add(event)
+        session.flush()
+        session.add(
+            WebhookAttempt(
+                event_id=event.id,
+                attempt=1,
+                attempted_at=datetime.now(UTC),
+                status_code=503,
+                duration_ms=12,
+                error="HTTP 503",
+            )
+        )
+        session.commit()
+        event_id = event.id
+
+    endpoints = admin.get("/admin/webhook-endpoint/list")
+    assert endpoints.status_code == 200
+    assert "http://127.0.0.1:9/admin-hook" in endpoints.text
+    details = admin.get(f"/admin/webhook-endpoint/details/{endpoint['id']}")
+    assert details.status_code == 200
+    assert endpoint["secret"] not in endpoints.text + details.text
+    events = admin.get("/admin/webhook-event/list")
+    assert events.status_code == 200 and str(event_id) in events.text
+    attempts = admin.get("/admin/webhook-attempt/list")
+    assert attempts.status_code == 200 and "HTTP 503" in attempts.text
+    assert admin.get("/admin/webhook-event/create").status_code == 403

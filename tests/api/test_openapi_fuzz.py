@@ -78,6 +78,10 @@ OPERATIONS = [
     "GET /api/jobs/{job_id}",
     "DELETE /api/jobs/{job_id}",
     "GET /api/jobs/{job_id}/download",
+    "POST /api/webhooks",
+    "GET /api/webhooks",
+    "DELETE /api/webhooks/{endpoint_id}",
+    "GET /api/webhooks/{endpoint_id}/deliveries",
 ]
 
 
@@ -96,8 +100,12 @@ def no_jobs_left_behind(api: Api, engine: Engine, redis_url: str) -> Iterator[No
     with api.client() as http:
         for job_id in waiting:
             http.delete(f"/api/jobs/{job_id}")
+    with engine.begin() as connection:  # the fuzzer's webhook endpoints would get later events
+        connection.execute(
+            text("DELETE FROM webhook_endpoints WHERE created_at >= :start"), {"start": start}
+        )
     broker = redis.Redis.from_url(redis_url)
-    queues = job_queue.QUEUES.values()
+    queues = job_queue.ALL_QUEUES
     wait_until(lambda: not any(broker.llen(queue) for queue in queues), 60, "queues drained")
 
 
@@ -118,6 +126,7 @@ class Known:
     job_id: str  # a succeeded export of the customer: to read and download
     job_to_delete: str
     key_id: str  # an API key to read and revoke (not the bootstrap key every test uses)
+    webhook_id: str  # a webhook endpoint of the bootstrap key, to list and delete
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +139,8 @@ def known(api: Api, workers: Workers, known_cliente: Cliente) -> Known:
         for job_id in jobs:
             assert settle(http, job_id)["status"] == "succeeded"
         key = http.post("/api/api-keys", json={"name": "fuzz", "scopes": ["read"]}).json()
-    return Known(known_cliente, jobs[0], jobs[1], key["id"])
+        hook = http.post("/api/webhooks", json={"url": "http://127.0.0.1:9/fuzz"}).json()
+    return Known(known_cliente, jobs[0], jobs[1], key["id"], hook["id"])
 
 
 def known_data(known: Known) -> dict[str, dict[str, Any]]:
@@ -154,6 +164,12 @@ def known_data(known: Known) -> dict[str, dict[str, Any]]:
         "DELETE /api/jobs/{job_id}": {"path_parameters": {"job_id": known.job_to_delete}},
         "GET /api/api-keys/{key_id}": key,
         "DELETE /api/api-keys/{key_id}": key,
+        "GET /api/webhooks/{endpoint_id}/deliveries": {
+            "path_parameters": {"endpoint_id": known.webhook_id}
+        },
+        "DELETE /api/webhooks/{endpoint_id}": {
+            "path_parameters": {"endpoint_id": known.webhook_id}
+        },
     }
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Row, Update, create_engine, text
+from sqlalchemy import Engine, Executable, Row, create_engine, text
 
 from harness.databases import throwaway_database
 from services.query_api.jobs import repository
@@ -54,7 +54,7 @@ def other_owner(engine: Engine) -> uuid.UUID:
     return new_owner(engine, "job-state-other")
 
 
-def execute(engine: Engine, statement: Update) -> Row[Any] | None:
+def execute(engine: Engine, statement: Executable) -> Row[Any] | None:
     with engine.begin() as connection:
         row: Row[Any] | None = connection.execute(statement).first()
         return row

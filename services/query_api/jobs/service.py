@@ -19,7 +19,7 @@ from services.query_api import cursors, metrics
 from services.query_api.auth import Principal
 from services.query_api.jobs import events, repository
 from services.query_api.problems import NotFound, Problem
-from shared import job_events, job_queue, jobs, storage
+from shared import job_events, job_queue, jobs, storage, webhooks
 from shared.job_params import ExportParams, InvalidParams, ReportParams
 from shared.jobs import JobType, Status
 from shared.models import Cliente
@@ -261,20 +261,23 @@ async def delete(
     """Cancel a queued or running job; discard a succeeded job's file (the job then shows
     `expired`); a job already failed, canceled or expired stays as it is."""
     async with db.begin() as connection:
-        if (await connection.execute(jobs.cancel(job_id, owner.key_id))).first() is not None:
-            changed = Status.CANCELED
+        if canceled := (await connection.execute(jobs.cancel(job_id, owner.key_id))).first():
+            changed, moved = Status.CANCELED, canceled
         elif discarded := (
             await connection.execute(jobs.discard_result(job_id, owner.key_id))
         ).first():
             # Inside the transaction: if the storage fails the job stays succeeded (503).
             if discarded.storage_key:
                 await asyncio.to_thread(files.delete, discarded.storage_key)
-            changed = Status.EXPIRED
+            changed, moved = Status.EXPIRED, discarded
         elif (await connection.execute(repository.select_owned(job_id, owner.key_id))).first():
             return
         else:
             raise NotFound(f"No job {job_id} for this API key.")
     await asyncio.to_thread(job_events.announce, job_id, changed)
+    # The webhook events the same statement recorded, sent once committed.
+    if events := webhooks.event_ids([moved]):
+        await asyncio.to_thread(job_queue.publish_webhook_events, events)
 
 
 async def downloadable(db: AsyncEngine, owner: Principal | None, job_id: uuid.UUID) -> Row[Any]:
