@@ -1,6 +1,6 @@
 """webhooks: endpoints, the outbox of their events, and each delivery attempt (SPEC §11).
 
-Revision ID: 0003_webhooks
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-02 13:35:10.674413
 """
