@@ -65,6 +65,14 @@ class _View(ModelView):
             raise HTTPException(400, "Identificador no válido") from None
 
 
+class _ReadOnlyView(_View):
+    """Records the system writes (jobs, deliveries): looked at here, never changed."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+
+
 class TipoDocumentoAdmin(_View, model=TipoDocumento):
     name = "Tipo de documento"
     name_plural = "Tipos de documento"
@@ -155,13 +163,10 @@ def _download_link(job: Job, _: Any) -> Markup:
     )
 
 
-class JobAdmin(_View, model=Job):
+class JobAdmin(_ReadOnlyView, model=Job):
     name = "Job"
     name_plural = "Jobs"
     icon = "fa-solid fa-gears"
-    can_create = False
-    can_edit = False
-    can_delete = False
     column_list: ClassVar[list[Any]] = [
         Job.id,
         Job.type,
@@ -281,15 +286,12 @@ class WebhookEndpointAdmin(_View, model=WebhookEndpoint):
     column_default_sort: ClassVar[list[tuple[Any, bool]]] = [(WebhookEndpoint.created_at, True)]
 
 
-class WebhookEventAdmin(_View, model=WebhookEvent):
+class WebhookEventAdmin(_ReadOnlyView, model=WebhookEvent):
     """Deliveries: each event for an endpoint, its status and attempts so far."""
 
     name = "Webhook delivery"
     name_plural = "Webhook deliveries"
     icon = "fa-solid fa-paper-plane"
-    can_create = False
-    can_edit = False
-    can_delete = False
     column_list: ClassVar[list[Any]] = [
         WebhookEvent.id,
         WebhookEvent.type,
@@ -305,15 +307,12 @@ class WebhookEventAdmin(_View, model=WebhookEvent):
     column_default_sort: ClassVar[list[tuple[Any, bool]]] = [(WebhookEvent.created_at, True)]
 
 
-class WebhookAttemptAdmin(_View, model=WebhookAttempt):
+class WebhookAttemptAdmin(_ReadOnlyView, model=WebhookAttempt):
     """Every POST of an event: the receiver's answer or the error, and when the next is due."""
 
     name = "Webhook attempt"
     name_plural = "Webhook attempts"
     icon = "fa-solid fa-list-check"
-    can_create = False
-    can_edit = False
-    can_delete = False
     column_list: ClassVar[list[Any]] = [
         WebhookAttempt.event_id,
         WebhookAttempt.attempt,
