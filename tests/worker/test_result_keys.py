@@ -157,14 +157,15 @@ def process_of_waiting_query(engine: Engine) -> int:
 
 
 def final_update_waiting(engine: Engine) -> bool:
-    """A worker's `succeed` (the UPDATE that records the file) waits on a row lock."""
+    """A worker's `succeed` (the UPDATE that records the file, inside the statement that also
+    writes the webhook outbox) waits on a row lock."""
     with engine.connect() as connection:
         return bool(
             connection.execute(
                 text(
                     "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname ="
                     " current_database() AND wait_event_type = 'Lock'"
-                    " AND query ILIKE 'UPDATE jobs%storage_key%')"
+                    " AND query ILIKE '%UPDATE jobs%storage_key%')"
                 )
             ).scalar()
         )
