@@ -26,6 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench import xlsxwriter_renderer
+from bench.report import Figure, Target
 from services.export_worker import exports
 from services.export_worker.renderers import Document, Row, excel
 
@@ -194,6 +195,9 @@ CANDIDATES: dict[str, Callable[[Path, int], None]] = {
     "openpyxl write-only": openpyxl_write_only,
 }
 BASELINE = "xlsxwriter (previous renderer)"
+TODAY = "renderer (today's excel.py)"
+SPEEDUP_TARGET = 3.0
+RSS_GROWTH_MB = 16  # from a tenth of the rows to all of them: flat
 
 
 # SPEC §5, read back.
@@ -338,6 +342,48 @@ def describe(measured: list[Measured]) -> str:
             f"{', '.join(m.broken) or 'none'} |"
         )
     return "\n".join(lines)
+
+
+def figures(rows: int = DEFAULT_ROWS) -> list[Figure]:
+    """Each writer's rows/s beside the XlsxWriter renderer's, measured in the same run; its
+    memory growth from a tenth of the rows to all of them; the SPEC §5 rules it breaks."""
+    measured = measure_all(rows)
+    baseline = next(m for m in measured if m.name == BASELINE)
+    result: list[Figure] = []
+    for m in measured:
+        if m.name == BASELINE:
+            continue
+        key = m.name.split(" ")[0].replace("-", "_")
+        broken = ", ".join(m.broken) or "none"
+        failed = m.full.error or m.small.error
+        result.append(
+            Figure(
+                f"xlsx_{key}_rows_per_second",
+                f"xlsx, {rows:,} report rows: {m.name}",
+                "rows/s",
+                None if failed else m.rows_per_second,
+                baseline.rows_per_second,
+                "XlsxWriter constant-memory (the previous renderer), same rows",
+                Target(f"≥ {SPEEDUP_TARGET:g}× XlsxWriter", ratio_at_least=SPEEDUP_TARGET)
+                if m.name == TODAY
+                else None,
+                f"failed: {failed}" if failed else f"SPEC §5 rules broken: {broken}",
+            )
+        )
+        result.append(
+            Figure(
+                f"xlsx_{key}_rss_growth",
+                f"xlsx: {m.name}, peak RSS growth from {rows // 10:,} to {rows:,} rows",
+                "MB",
+                m.rss_growth_mb,
+                baseline.rss_growth_mb,
+                "XlsxWriter's own growth",
+                Target(f"≤ {RSS_GROWTH_MB} MB", at_most=RSS_GROWTH_MB) if m.name == TODAY else None,
+                f"peak {m.small.peak_rss_mb:.0f} → {m.full.peak_rss_mb:.0f} MB, each run in its "
+                "own spawned process",
+            )
+        )
+    return result
 
 
 def main() -> None:
