@@ -256,13 +256,22 @@ class Run:
     error: str = ""
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries that across exec, so a
+    spawned child would report its parent's peak when the parent is the bigger one."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(name: str, count: int, results: Any) -> None:
     try:
         with tempfile.TemporaryDirectory() as directory:
             started = time.perf_counter()
             CANDIDATES[name](Path(directory) / "out.xlsx", count)
             seconds = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = _peak_rss_mb()
         results.put(Run(seconds, peak))
     except Exception as error:  # reported beside the others, never fatal
         results.put(Run(0, 0, f"{type(error).__name__}: {error}"))
