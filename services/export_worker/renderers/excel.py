@@ -81,15 +81,26 @@ def _records(document: Document, columns: Sequence[Column]) -> Iterator[dict[str
     titles = [column.title for column in columns]
     if len(set(titles)) != len(titles):
         raise ValueError("column titles must be unique: each row is a mapping by title")
-    converters = [_converter(column.kind, document.timezone) for column in columns]
+    # Only the cells that need it are converted: a str in a text column (nearly every text
+    # cell) is passed as it is.
+    numbers_and_dates = [
+        (index, _converter(column.kind, document.timezone))
+        for index, column in enumerate(columns)
+        if column.kind is not Kind.TEXT
+    ]
+    texts = [index for index, column in enumerate(columns) if column.kind is Kind.TEXT]
     count = 0
     for count, row in enumerate(document.flat_rows(), start=1):
         if count >= MAX_ROWS:
             raise TooManyRows(f"more than {MAX_ROWS - 1} rows do not fit in an Excel sheet")
-        yield {
-            title: convert(value)
-            for title, convert, value in zip(titles, converters, row, strict=True)
-        }
+        values: list[Any] = list(row)  # converted in place, to CellValue
+        for index, convert in numbers_and_dates:
+            values[index] = convert(values[index])
+        for index in texts:
+            value = values[index]
+            if value is not None and type(value) is not str:
+                values[index] = str(value)
+        yield dict(zip(titles, values, strict=True))
     if count == 0:
         # The binding takes the header from the first record: a record of blanks writes the
         # header alone (no cell is written for a None; the autofilter then spans A1 to row 2).
