@@ -32,6 +32,7 @@ from bench import (
     webhooks,
     writers,
     wrk,
+    xlsx_writers,
 )
 from bench import dataset as datasets
 from bench.report import Figure, Results, Table, Target, not_measured
@@ -628,6 +629,13 @@ def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
     ]
 
 
+# 9. Excel writers (bench/xlsx_writers.py): in spawned processes, no server involved.
+
+
+def xlsx_figures(context: Context) -> list[Figure]:
+    return xlsx_writers.figures()
+
+
 # (name for --only, title, measure), in the order they run.
 GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
     ("buscar", "buscar", lookup_figures),
@@ -639,6 +647,7 @@ GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
     ("every-customer", "every-customer reports", every_customer_figures),
     ("soak", "soak", soak_figures),
     ("webhooks", "webhooks", webhook_figures),
+    ("xlsx", "xlsx writers against XlsxWriter", xlsx_figures),
 ]
 SEED = "seed"  # measured when the dataset is built: no process needed
 GROUP_NAMES = (*(name for name, _, _ in GROUPS), SEED)

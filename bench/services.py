@@ -87,7 +87,7 @@ def environment(database_url: str, key: str, port: int, work_dir: Path) -> dict[
         # The bench key doubles as the bootstrap key: its row (with the quota) exists already.
         "API_BOOTSTRAP_KEY": key,
         "SECRET_KEY": secrets.token_urlsafe(32),
-        "ADMIN_PASSWORD": secrets.token_urlsafe(16),
+        "ADMIN_PASSWORD": secrets.token_urlsafe(32),
         # One key stands for many clients here (like its rate limit): SPEC §12's per-key bounds
         # would refuse the export burst and turn the followers' long polls into a busy loop.
         "JOB_MAX_ACTIVE_PER_KEY": "100000",

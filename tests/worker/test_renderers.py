@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from services.export_worker import exports
-from services.export_worker.renderers import excel, unescape_formula
+from services.export_worker.renderers import Column, Document, Kind, excel, unescape_formula
 from shared.models import Cliente, Compra
 from shared.settings import get_settings
 from tests.factories import make_cliente, make_compra
@@ -446,3 +446,25 @@ def test_an_export_reports_progress_through_its_purchases(engine: Engine) -> Non
     assert rendered.row_count == 40
     # 0 before anything is read, a step every 5 % of the purchases written, 100 once closed.
     assert progress == [0, *range(5, 100, 5), 100]
+
+
+def test_excel_text_columns_hold_text_whatever_the_value() -> None:
+    # The xlsx binding types each cell by its Python value: a text column's non-str value must
+    # still be text, a missing value a blank, and an amount a number in the COP format.
+    columns = [Column("Código"), Column("Nota"), Column("Monto", Kind.MONEY)]
+    document = Document(
+        "t",
+        "Hoja",
+        columns,
+        [(7, None, Decimal("12.50")), ("=1+1", "x", None)],
+        [],
+        GENERATED_AT,
+        BUSINESS_TZ,
+    )
+    out = io.BytesIO()
+    excel.render(document, out)
+
+    sheet = openpyxl.load_workbook(io.BytesIO(out.getvalue()))["Hoja"]
+    assert [(cell.value, cell.data_type) for cell in sheet["A"][1:]] == [("7", "s"), ("=1+1", "s")]
+    assert sheet["B2"].value is None and sheet["C3"].value is None
+    assert sheet["C2"].value == 12.5 and sheet["C2"].number_format == excel.MONEY_FORMAT
