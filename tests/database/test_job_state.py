@@ -2,46 +2,23 @@
 an allowed edge, only for the attempt (or owner) it names, and a refused transition changes
 nothing.
 
-The module has a database of its own: its sweeps take every job they match, and the run's
-scheduler sweeps the shared database every second (it would requeue the jobs aged here before
-the test does, and publish the queued ones to the run's workers, whose counts other tests read).
+Like every module of tests/database, it has a database of its own (conftest.py).
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Executable, Row, create_engine, text
+from sqlalchemy import Engine, Row, text
 
-from harness.databases import throwaway_database
 from services.query_api.jobs import repository
-from shared import api_keys, jobs
+from shared import jobs
 from shared.jobs import JobError, JobType
-from shared.settings import to_psycopg_url
-
-TTL = timedelta(hours=1)
-RESULT = {"filename": "x.csv", "sha256": "0" * 64}
-
-
-def new_owner(engine: Engine, name: str) -> uuid.UUID:
-    with engine.begin() as connection:
-        key_id: uuid.UUID = connection.execute(
-            api_keys.insert_key(name, ["export"], api_keys.generate_key())
-        ).scalar_one()
-    return key_id
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    with throwaway_database("clientes_test_job_state") as url:
-        engine = create_engine(to_psycopg_url(url))
-        yield engine
-        engine.dispose()
+from tests.database.job_rows import RESULT, TTL, age, claimed, execute, new_job, new_owner, row_of
 
 
 @pytest.fixture(scope="module")
@@ -52,53 +29,6 @@ def owner(engine: Engine) -> uuid.UUID:
 @pytest.fixture(scope="module")
 def other_owner(engine: Engine) -> uuid.UUID:
     return new_owner(engine, "job-state-other")
-
-
-def execute(engine: Engine, statement: Executable) -> Row[Any] | None:
-    with engine.begin() as connection:
-        row: Row[Any] | None = connection.execute(statement).first()
-        return row
-
-
-def new_job(engine: Engine, owner: uuid.UUID, idempotency_key: str | None = None) -> uuid.UUID:
-    with engine.begin() as connection:
-        job_id: uuid.UUID = connection.execute(
-            jobs.create(
-                job_type=JobType.EXPORT_CLIENTE,
-                params={"cliente_id": 1, "formato": "csv"},
-                api_key_id=owner,
-                idempotency_key=idempotency_key,
-                request_id="req-1",
-                created_at=datetime.now(UTC),
-            )
-        ).scalar_one()
-    return job_id
-
-
-def row_of(engine: Engine, job_id: uuid.UUID) -> Row[Any]:
-    with engine.connect() as connection:
-        return connection.execute(
-            text(
-                "SELECT status, attempts, progress, error, result, expires_at"
-                " FROM jobs WHERE id = :id"
-            ),
-            {"id": job_id},
-        ).one()
-
-
-def claimed(engine: Engine, owner: uuid.UUID) -> tuple[uuid.UUID, int]:
-    job_id = new_job(engine, owner)
-    row = execute(engine, jobs.claim(job_id))
-    assert row is not None
-    return job_id, row.attempts
-
-
-def age(engine: Engine, job_id: uuid.UUID, seconds: int) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            text("UPDATE jobs SET updated_at = now() - make_interval(secs => :s) WHERE id = :id"),
-            {"s": seconds, "id": job_id},
-        )
 
 
 def test_claim_takes_a_queued_job_once(engine: Engine, owner: uuid.UUID) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, Executable, text
 from shared import jobs, webhooks
 from shared.jobs import JobError
 from shared.models import WebhookEndpoint
-from tests.database.test_job_state import RESULT, TTL, age, claimed, execute, new_job, new_owner
+from tests.database.job_rows import RESULT, TTL, age, claimed, execute, new_job, new_owner
 
 
 def endpoint(engine: Engine, owner: uuid.UUID, events: list[str]) -> uuid.UUID:
