@@ -8,6 +8,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,12 +86,20 @@ class Api:
         return httpx.Client(base_url=self.url, headers=headers, timeout=40, **kwargs)  # type: ignore[arg-type]
 
 
+@contextmanager
+def own_api(service_env: dict[str, str], **settings: str) -> Iterator[Api]:
+    """An API process of its own (the run's database and Redis) with `settings` on top."""
+    process = servers.api_server({**service_env, **settings}, servers.free_port())
+    try:
+        yield Api(f"http://127.0.0.1:{process.env['PORT']}", process)
+    finally:
+        process.stop()
+
+
 @pytest.fixture(scope="session")
 def api(service_env: dict[str, str]) -> Iterator[Api]:
-    port = servers.free_port()
-    process = servers.api_server(service_env, port)
-    yield Api(f"http://127.0.0.1:{port}", process)
-    process.stop()
+    with own_api(service_env) as api:
+        yield api
 
 
 @pytest.fixture

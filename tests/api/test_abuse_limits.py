@@ -11,10 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from harness import servers
 from shared import api_keys
 from shared.settings import Settings
-from tests.conftest import Api, assert_problem
+from tests.conftest import Api, assert_problem, own_api
 from tests.jobs import compras_locked, new_key
 
 
@@ -56,10 +55,8 @@ ACTIVE_JOBS_CAP = 5
 @pytest.fixture(scope="module")
 def capped_api(service_env: dict[str, str]) -> Iterator[Api]:
     """An API of its own with a small cap on active jobs (the run's lifts it)."""
-    env = {**service_env, "JOB_MAX_ACTIVE_PER_KEY": str(ACTIVE_JOBS_CAP)}
-    process = servers.api_server(env, servers.free_port())
-    yield Api(f"http://127.0.0.1:{process.env['PORT']}", process)
-    process.stop()
+    with own_api(service_env, JOB_MAX_ACTIVE_PER_KEY=str(ACTIVE_JOBS_CAP)) as api:
+        yield api
 
 
 def test_active_jobs_per_key_are_capped_even_under_concurrent_requests(

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from harness import servers
 from services.query_api.auth import LISTENER_ANSWER_SECONDS, LISTENER_CHECK_SECONDS
 from shared import api_keys
-from tests.conftest import Api
+from tests.conftest import Api, own_api
 from tests.jobs import new_key
 
 SHORT_CACHE_SECONDS = 3
@@ -23,10 +23,8 @@ SHORT_CACHE_SECONDS = 3
 @pytest.fixture(scope="module")
 def short_cache_api(service_env: dict[str, str]) -> Iterator[Api]:
     """An API process of its own (the run's database and Redis) with a short cache age."""
-    env = {**service_env, "API_KEY_CACHE_SECONDS": str(SHORT_CACHE_SECONDS)}
-    process = servers.api_server(env, servers.free_port())
-    yield Api(f"http://127.0.0.1:{process.env['PORT']}", process)
-    process.stop()
+    with own_api(service_env, API_KEY_CACHE_SECONDS=str(SHORT_CACHE_SECONDS)) as api:
+        yield api
 
 
 def revoke(engine: Engine, key: str, *, notify: bool) -> None:

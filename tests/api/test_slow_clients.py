@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness import servers
-from tests.conftest import Api, assert_problem
+from tests.conftest import Api, assert_problem, own_api
 
 HEADER_TIMEOUT = 2
 KEEPALIVE = 1
@@ -21,15 +21,13 @@ MAX_CONCURRENCY = 30
 
 @pytest.fixture(scope="module")
 def strict_api(service_env: dict[str, str]) -> Iterator[Api]:
-    env = {
-        **service_env,
+    limits = {
         "HTTP_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
         "HTTP_KEEPALIVE_SECONDS": str(KEEPALIVE),
         "HTTP_MAX_CONCURRENCY": str(MAX_CONCURRENCY),
     }
-    process = servers.api_server(env, servers.free_port())
-    yield Api(f"http://127.0.0.1:{process.env['PORT']}", process)
-    process.stop()
+    with own_api(service_env, **limits) as api:
+        yield api
 
 
 def connect(api: Api) -> socket.socket:

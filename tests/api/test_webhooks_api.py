@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from harness import servers
-from tests.conftest import Api, assert_problem
+from tests.conftest import Api, assert_problem, own_api
 from tests.jobs import new_key
 from tests.webhooks import own_key, register
 
@@ -83,10 +82,8 @@ def test_a_host_that_does_not_resolve_is_refused(api: Api, engine: Engine) -> No
 @pytest.fixture(scope="module")
 def strict_api(service_env: dict[str, str]) -> Iterator[Api]:
     """The API as deployed: WEBHOOK_ALLOW_PRIVATE=false."""
-    port = servers.free_port()
-    process = servers.api_server({**service_env, "WEBHOOK_ALLOW_PRIVATE": "false"}, port)
-    yield Api(f"http://127.0.0.1:{port}", process)
-    process.stop()
+    with own_api(service_env, WEBHOOK_ALLOW_PRIVATE="false") as api:
+        yield api
 
 
 @pytest.mark.parametrize(
