@@ -54,16 +54,9 @@ async def create_job(
     now = datetime.now(UTC)
     params = parse(now)
 
-    if idempotency_key is None:
-        # A transaction: the per-key lock of the active-jobs cap lasts until the insert commits.
-        async with db.begin() as connection:
-            await _within_active_cap(connection, owner, max_active)
-            created = await _insert(
-                connection, owner, job_type, params, idempotency_key, request_id, now
-            )
-        assert created is not None  # without a key there is no conflict to skip
-    else:
-        async with db.begin() as connection:
+    # One transaction: the per-key lock of the active-jobs cap lasts until the insert commits.
+    async with db.begin() as connection:
+        if idempotency_key is not None:
             await connection.execute(
                 repository.forget_idempotency_key(
                     owner.key_id, idempotency_key, older_than=IDEMPOTENCY_WINDOW
@@ -72,14 +65,15 @@ async def create_job(
             earlier = await _by_idempotency_key(connection, owner, idempotency_key)
             if earlier is not None:
                 return _same_request_or_422(earlier, job_type, parse)
-            await _within_active_cap(connection, owner, max_active)
-            created = await _insert(
-                connection, owner, job_type, params, idempotency_key, request_id, now
-            )
-            if created is None:  # a concurrent request with the same key committed first
-                earlier = await _by_idempotency_key(connection, owner, idempotency_key)
-                assert earlier is not None
-                return _same_request_or_422(earlier, job_type, parse)
+        await _within_active_cap(connection, owner, max_active)
+        created = await _insert(
+            connection, owner, job_type, params, idempotency_key, request_id, now
+        )
+        if created is None:  # a concurrent request with the same Idempotency-Key committed first
+            assert idempotency_key is not None  # without a key there is no conflict to skip
+            earlier = await _by_idempotency_key(connection, owner, idempotency_key)
+            assert earlier is not None
+            return _same_request_or_422(earlier, job_type, parse)
     metrics.JOBS_CREATED.labels(job_type).inc()
     log.info("job %s created", created.id, extra={"job_id": str(created.id), "type": job_type})
     await _publish(db, created.id, job_type)
