@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,12 +19,16 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
+from harness.servers import wait_until
+from services.query_api import middleware
+from shared import storage
+from shared.job_params import MAX_LISTA
 from shared.models import Cliente
 from tests.conftest import assert_problem
 from tests.factories import make_cliente, make_compra, unique_digits
-from tests.jobs import download, new_key, settle
+from tests.jobs import TERMINAL, download, new_key, settle
 
 CSV_HEADER = [
     "Id",
@@ -313,3 +318,106 @@ def test_money_sums_stay_exact(http: httpx.Client, engine: Engine) -> None:
     job = export(http, {"filtro": {"q": surname}})
     (row,) = csv_rows(http, job)[1:]
     assert Decimal(row[10]) == Decimal("10000000000000.29")
+
+
+def test_100000_documents_are_accepted_and_resolved(
+    http: httpx.Client, family: dict[str, Any]
+) -> None:
+    known = [family["ana"], family["nit"]]
+    documentos = [
+        {"tipo_documento": codigo, "numero_documento": c.numero_documento}
+        for codigo, c in zip(("CC", "NIT"), known, strict=True)
+    ]
+    documentos += [
+        {"tipo_documento": "CC", "numero_documento": f"9{number:09d}"}
+        for number in range(MAX_LISTA - len(documentos))
+    ]
+    body = json.dumps({"filtro": {"documentos": documentos}}).encode()
+    assert len(body) > 5_000_000
+    job = export(http, {"filtro": {"documentos": documentos}})
+    assert ids_of(csv_rows(http, job)) == sorted(c.id for c in known)
+    assert job["result"]["not_found"] == MAX_LISTA - len(known)
+    assert job["params"]["filtro"] == {"documentos_count": MAX_LISTA}
+
+
+def test_only_this_endpoint_takes_large_bodies(http: httpx.Client) -> None:
+    documentos = [{"tipo_documento": "CC", "numero_documento": "1020304050"}] * 30_000
+    lote = http.post("/api/clientes/buscar/lote", json={"documentos": documentos})
+    assert_problem(lote, 413)
+    too_large = b" " * (middleware.MAX_BULK_BODY_BYTES + 1)
+    headers = {"content-type": "application/json"}
+    assert_problem(http.post("/api/exportaciones/", content=too_large, headers=headers), 413)
+
+
+@pytest.fixture(scope="module")
+def busy(engine: Engine) -> Cliente:
+    """A customer with enough purchases (pending, years back: nothing else counts them) that an
+    excel export of them, one row each, runs for seconds."""
+    cliente = make_cliente(engine, apellido=word())
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO compras (cliente_id, numero_factura, fecha_compra, monto, estado)"
+                " SELECT :id, 'B' || :id || '-' || n, '2019-01-01'::timestamptz + n * interval"
+                " '1 minute', 1000, 'pendiente' FROM generate_series(1, :n) AS n"
+            ),
+            {"id": cliente.id, "n": BUSY_ROWS},
+        )
+    return cliente
+
+
+BUSY_ROWS = 100_000
+
+
+def _big(http: httpx.Client, busy: Cliente) -> str:
+    body = {"formato": "excel", "incluir_compras": True, "filtro": {"ids": [busy.id]}}
+    created = http.post("/api/exportaciones", json=body)
+    assert created.status_code == 202
+    job_id: str = created.json()["id"]
+    return job_id
+
+
+def test_progress_and_rows_written_move_and_exports_do_not_wait(
+    http: httpx.Client, busy: Cliente, family: dict[str, Any]
+) -> None:
+    job_id = _big(http, busy)
+    seen: list[tuple[int, int]] = []
+    exported = False
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        job = http.get(f"/api/jobs/{job_id}").json()
+        if job["status"] == "running" and job["rows_written"] is not None:
+            seen.append((job["progress"], job["rows_written"]))
+            if not exported:
+                # The bulk worker is busy: a per-customer export is served meanwhile.
+                one_call = http.get(f"/api/clientes/{family['ana'].id}/exportar?wait=20")
+                assert one_call.status_code == 303, one_call.text
+                assert http.get(f"/api/jobs/{job_id}").json()["status"] == "running"
+                exported = True
+        if job["status"] in TERMINAL:
+            break
+        time.sleep(0.05)
+    assert job["status"] == "succeeded", job
+    assert exported, "the bulk job was never seen running"
+    assert job["rows_written"] == job["result"]["row_count"] == BUSY_ROWS
+    assert seen == sorted(seen), "progress and rows_written never go back"
+    assert any(0 < rows < BUSY_ROWS for _, rows in seen), f"no count part-way: {seen}"
+    assert any(0 < percent < 100 for percent, _ in seen), f"no step part-way: {seen}"
+
+
+def test_cancel_mid_way_leaves_nothing(
+    http: httpx.Client, busy: Cliente, files: storage.Storage, family: dict[str, Any]
+) -> None:
+    job_id = _big(http, busy)
+    wait_until(
+        lambda: (http.get(f"/api/jobs/{job_id}").json()["rows_written"] or 0) > 0,
+        120,
+        "rows written",
+    )
+    assert http.delete(f"/api/jobs/{job_id}").status_code == 204
+    job = settle(http, job_id)
+    assert job["status"] == "canceled" and job["result"] is None
+    assert_problem(http.get(f"/api/jobs/{job_id}/download"), 409)
+    # The worker stopped and threw its file away; it takes the next job at once.
+    export(http, {"filtro": {"ids": [family["ana"].id]}})
+    assert list(files.list_files(f"jobs/{job_id}/")) == []
