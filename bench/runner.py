@@ -22,6 +22,7 @@ import httpx
 import psycopg
 
 from bench import (
+    bulk,
     copy_baseline,
     drivers,
     fast_lane,
@@ -49,6 +50,7 @@ BODY_SAMPLE = 51
 EVERY_CUSTOMER = {"desde": "2000-01-01", "monto_minimo": "0"}
 EMPTY_REPORT = {"desde": "2000-01-01", "hasta": "2000-01-02", "formato": "csv"}
 REPORTS_WORKER = "worker-reports"
+BULK_WORKER = "worker-bulk"
 API = "api"
 # A 1M-row report in 15 s, and a 1M-customer seed in 3 min, as rates that apply to any size.
 CSV_ROWS_PER_SECOND = 1_000_000 / 15
@@ -608,7 +610,80 @@ def webhook_figures(context: Context) -> list[Figure]:
     ]
 
 
-# 8. Seeding.
+# 8. Bulk exports (bench/bulk.py), beside the csv module and orjson writing the same rows.
+
+
+def bulk_figures(context: Context) -> list[Figure]:
+    worker = context.process(BULK_WORKER)
+    cliente_id = context.dataset.export_cliente_id
+    bulk.export(context.client, {"filtro": {"ids": [cliente_id]}})  # warm-up: imports, pools
+    idle = services.peak_rss_mb(worker)
+    every = bulk.export(context.client, {"formato": "csv"})
+    peak = services.peak_rss_mb(worker)
+    rows = int(every.job["result"]["row_count"])
+    header, sample = bulk.csv_sample(context.client, every.job)
+    csv_seconds = bulk.csv_seconds(header, sample, rows)
+    documentos = bulk.documents(context.dataset.url)
+    by_documents = bulk.export(context.client, {"filtro": {"documentos": documentos}})
+    lote = _load(
+        context,
+        context.url,
+        datasets.lote_requests(
+            context.work_dir / "lote.lua", datasets.documents(context.dataset.url)
+        ),
+    )
+    jsonl = bulk.export(context.client, {"formato": "jsonl", "incluir_compras": True})
+    customers = int(jsonl.job["result"]["row_count"])
+    objects = bulk.jsonl_sample(context.client, jsonl.job)
+    orjson_seconds = bulk.orjson_seconds(objects, customers)
+    found = len(documentos) - int(by_documents.job["result"]["not_found"])
+    return [
+        Figure(
+            "bulk_csv_rows_per_s",
+            "bulk export of every customer, csv, one row per customer",
+            "rows/s",
+            rows / every.seconds,
+            rows / csv_seconds,
+            "csv module writing the same rows (read back from the file) in one process",
+            Target("≥ 0.5× the csv module", ratio_at_least=0.5),
+            f"{rows:,} rows, {every.job['result']['size_bytes'] / 1e6:,.1f} MB in "
+            f"{every.seconds:.2f} s (POST → `succeeded`)",
+        ),
+        Figure(
+            "bulk_worker_rss",
+            "bulk worker peak RSS (VmHWM) after the every-customer export",
+            "MB",
+            peak,
+            idle,
+            "same worker after a warm-up job",
+            Target(f"flat: ≤ idle + {RSS_GROWTH_MB} MB", at_most=idle + RSS_GROWTH_MB),
+        ),
+        Figure(
+            "bulk_documents_per_s",
+            f"bulk export by {len(documentos):,} documents, csv: documents resolved",
+            "documents/s",
+            len(documentos) / by_documents.seconds,
+            lote.ok_per_second * datasets.LOTE_SIZE,
+            f"`buscar/lote` customers/s ({datasets.LOTE_SIZE} documents a request, same run)",
+            Target("≥ 100,000 documents/s", at_least=100_000),
+            f"POST (a {by_documents.job['result']['size_bytes'] / 1e6:.1f} MB file) → "
+            f"`succeeded` in {by_documents.seconds:.2f} s; {found:,} found",
+        ),
+        Figure(
+            "bulk_jsonl_rows_per_s",
+            "bulk export of every customer, jsonl, purchases inline",
+            "customers/s",
+            customers / jsonl.seconds,
+            customers / orjson_seconds,
+            "orjson writing the same objects (read back from the file) in one process",
+            Target("≥ 0.5× orjson", ratio_at_least=0.5),
+            f"{customers:,} lines, {jsonl.job['result']['size_bytes'] / 1e6:,.1f} MB in "
+            f"{jsonl.seconds:.2f} s",
+        ),
+    ]
+
+
+# 9. Seeding.
 
 
 def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
@@ -629,7 +704,7 @@ def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
     ]
 
 
-# 9. Excel writers (bench/xlsx_writers.py): in spawned processes, no server involved.
+# 10. Excel writers (bench/xlsx_writers.py): in spawned processes, no server involved.
 
 
 def xlsx_figures(context: Context) -> list[Figure]:
@@ -647,6 +722,7 @@ GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
     ("every-customer", "every-customer reports", every_customer_figures),
     ("soak", "soak", soak_figures),
     ("webhooks", "webhooks", webhook_figures),
+    ("bulk", "bulk exports", bulk_figures),
     ("xlsx", "xlsx writers against XlsxWriter", xlsx_figures),
 ]
 SEED = "seed"  # measured when the dataset is built: no process needed
