@@ -467,7 +467,8 @@ class BulkPanel extends JobPanel {
       await api(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
     } catch (error) {
       this.cancelButton.removeAttribute("aria-disabled");
-      setMessage(this.status, `${this.label}: no se pudo cancelar. ${describe(error, "El trabajo ya no existe.")}`, "error");
+      const reason = describe(error, "El trabajo ya no existe.");
+      setMessage(this.status, `${this.label}: no se pudo cancelar. ${reason}`, "error");
       handleUnauthorized(error);
     }
   }
@@ -487,24 +488,30 @@ class BulkPanel extends JobPanel {
       const filename = result.filename || "exportacion";
       this.link.href = result.signed_url;
       this.link.download = filename;
+      // The link works without the key until `expires` (unix seconds): say until when.
       const expires = Number(new URL(result.signed_url, document.baseURI).searchParams.get("expires"));
-      const until = expires ? ` (enlace válido hasta ${formatDate(expires * 1000, { timeStyle: "short" })})` : "";
+      const time = expires ? formatDate(expires * 1000, { timeStyle: "short" }) : "";
+      const until = time ? ` (enlace válido hasta las ${time})` : "";
       this.link.textContent = `Descargar ${filename}${until}`;
       this.link.hidden = false;
       this.progress.hidden = true;
       this.link.click();
       const size = typeof result.size_bytes === "number" ? `${formatBytes(result.size_bytes)}, ` : "";
       const rows = rowsWritten(job) ?? 0;
-      setMessage(this.status, `${label}: listo, ${filename} (${size}${plural(rows, "fila", "filas")}).`, "ok");
+      const summary = `${size}${plural(rows, "fila", "filas")}`;
+      setMessage(this.status, `${label}: listo, ${filename} (${summary}).`, "ok");
     }
     const missing = result.not_found;
     const count = Array.isArray(missing) ? missing.length : missing;
     if (typeof count === "number" && (count > 0 || this.requested !== null)) {
-      const of = this.requested === null ? "" : ` de ${formatInteger(this.requested)}`;
-      this.notFound.textContent =
-        count === 0
-          ? `Se encontraron los ${formatInteger(this.requested)} documentos.`
-          : `${formatInteger(count)}${of} ${count === 1 && !of ? "documento no encontrado" : "documentos no encontrados"}.`;
+      const requested = this.requested === null ? "" : formatInteger(this.requested);
+      let text = `${formatInteger(count)} de ${requested} documentos no encontrados.`;
+      if (count === 0) {
+        text = `Se encontraron los ${requested} documentos.`;
+      } else if (!requested) {
+        text = `${plural(count, "documento no encontrado", "documentos no encontrados")}.`;
+      }
+      this.notFound.textContent = text;
       this.notFound.dataset.kind = count === 0 ? "ok" : "error";
       this.notFound.hidden = false;
     }
@@ -746,8 +753,10 @@ function leerDocumentos() {
     text += ` (${plural(repeated, "repetido omitido", "repetidos omitidos")})`;
   }
   if (errors.length > 0) {
-    const lines = errors.length === 1 ? "Esta línea no se pudo leer y se omitirá" : `Estas ${formatInteger(errors.length)} líneas no se pudieron leer y se omitirán`;
-    text += `. ${lines}:`;
+    text +=
+      errors.length === 1
+        ? ". Esta línea no se pudo leer y se omitirá:"
+        : `. Estas ${formatInteger(errors.length)} líneas no se pudieron leer y se omitirán:`;
   } else {
     text += ".";
   }
@@ -835,7 +844,9 @@ function exportarMasivo(event) {
       return;
     }
     if (documentos.length > BULK_MAX_DOCUMENTOS) {
-      setMessage(status, `Son ${formatInteger(documentos.length)} documentos: el máximo es ${formatInteger(BULK_MAX_DOCUMENTOS)}. Divida la lista.`, "error");
+      const limit = formatInteger(BULK_MAX_DOCUMENTOS);
+      const text = `Son ${formatInteger(documentos.length)}: el máximo es ${limit}. Divida la lista.`;
+      setMessage(status, text, "error");
       ui.bulkDocumentos.focus();
       return;
     }
