@@ -507,7 +507,7 @@ class BulkPanel extends JobPanel {
       const requested = this.requested === null ? "" : formatInteger(this.requested);
       let text = `${formatInteger(count)} de ${requested} documentos no encontrados.`;
       if (count === 0) {
-        text = `Se encontraron los ${requested} documentos.`;
+        text = `Se encontraron todos los documentos (${requested}).`;
       } else if (!requested) {
         text = `${plural(count, "documento no encontrado", "documentos no encontrados")}.`;
       }
