@@ -394,7 +394,7 @@ function parseDocumentos(text, codes) {
     const tipo = match[1].toUpperCase();
     const numero = match[2].replace(/\./g, ""); // 1.020.304.050 as people write it
     if (codes.size > 0 && !codes.has(tipo)) {
-      problem(`el tipo «${tipo}» no existe (use ${[...codes].join(", ")})`);
+      problem(`el tipo «${tipo}» no existe (use ${[...codes].sort().join(", ")})`);
       return;
     }
     if (!DOCUMENT_NUMBER.test(numero)) {
