@@ -166,7 +166,7 @@ def run(setup: Setup, say: Callable[[str], None]) -> Outcome:
         say(f"soak: stream stopped, waiting up to {GRACE_SECONDS} s for the last jobs")
         stopped = time.monotonic()
         statuses = slice_runner.statuses()
-        while _pending(statuses) and time.monotonic() - stopped < GRACE_SECONDS:
+        while pending(statuses) and time.monotonic() - stopped < GRACE_SECONDS:
             time.sleep(0.5)
             statuses = slice_runner.statuses()
         drain_seconds = time.monotonic() - stopped
@@ -220,7 +220,7 @@ class SliceRunner:
             job_post_errors=failures - self.failures_before,
             jobs_accepted=len(statuses) - self.accepted_before,
             jobs_succeeded=succeeded - self.succeeded_before,
-            backlog=_pending(statuses),
+            backlog=pending(statuses),
             rss_mb={process.name: services.tree_rss_mb(process) for process in processes},
         )
         self.failures_before, self.accepted_before = failures, len(statuses)
@@ -228,11 +228,14 @@ class SliceRunner:
         return done
 
     def statuses(self) -> dict[str, str]:
-        """Every accepted job's status; an accepted job without a row shows as `no row`."""
-        accepted = list(self.stream.accepted)
-        rows = self.database.execute(STATUSES, [accepted]).fetchall()
-        found = {str(job): str(status) for job, status in rows}
-        return {job: found.get(job, "no row") for job in accepted}
+        return job_statuses(self.database, list(self.stream.accepted))
+
+
+def job_statuses(database: psycopg.Connection, accepted: list[str]) -> dict[str, str]:
+    """Every accepted job's status; an accepted job without a row shows as `no row`."""
+    rows = database.execute(STATUSES, [accepted]).fetchall()
+    found = {str(job): str(status) for job, status in rows}
+    return {job: found.get(job, "no row") for job in accepted}
 
 
 def _plan(seconds: int) -> list[int]:
@@ -250,7 +253,7 @@ def _next_delay(load: wrk.Load, delay_ms: float) -> float:
     return max(shortest_ms, LOOKUP_CONNECTIONS * 1000 / LOOKUP_RATE - overhead_ms)
 
 
-def _pending(statuses: dict[str, str]) -> int:
+def pending(statuses: dict[str, str]) -> int:
     return sum(status not in TERMINAL for status in statuses.values())
 
 

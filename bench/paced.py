@@ -1,0 +1,537 @@
+"""Tail latency under a steady load, open loop (issue 16): `buscar` at half the rate this run
+measured at saturation, per-customer exports POSTed at 10/s meanwhile, for 5 minutes, reported
+in 30 s slices with p50, p99 and p99.9 (target p99 ≤ 10 ms in every slice).
+
+The load comes from bench/paced_client.py, a process of its own that sends on a fixed schedule
+and counts each latency from the request's scheduled time (no coordinated omission), and reports
+its own lag and CPU so that a reader can tell the generator was not the bottleneck. Closed-loop
+wrk (the `buscar` group) measures saturation; this measures latency at a load the service should
+carry with room to spare.
+
+At each slice's end the bench samples what could explain a slow slice, beside it in a second
+table: the machine (load average, busy cores, and the CPU of each of our processes, of
+PostgreSQL and Redis, and of everything else on the machine), the jobs table (rows, dead rows,
+autovacuum and autoanalyze runs, size), PostgreSQL's sessions, and Redis (memory, keys).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+from bench import dataset as datasets
+from bench import jobs, services, soak, wrk
+from bench.report import Column, Figure, Table, Target
+
+SHARE_OF_SATURATION = 0.5
+POST_RATE = 10  # export jobs a second
+SLICE_SECONDS = 30
+WARM_UP_SECONDS = 10  # its figures are shown, not judged: pools and caches fill
+P99_TARGET_MS = 10
+CONNECTIONS = 256  # enough that a stall queues requests on the server, not in the generator
+TIMEOUT_SECONDS = 10
+GRACE_SECONDS = soak.GRACE_SECONDS
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+JOBS_TABLE = """
+SELECT n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count, n_tup_ins, n_tup_upd,
+       n_tup_hot_upd, pg_total_relation_size(relid)
+FROM pg_stat_user_tables WHERE relname = 'jobs'
+"""
+SESSIONS = """
+SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state LIKE 'idle in%%'),
+       count(*)
+FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    url: str
+    key: str
+    dataset: datasets.Dataset
+    work_dir: Path
+    api: services.BenchProcess
+    workers: list[services.BenchProcess]  # the Celery workers and the scheduler
+    seconds: int
+    saturation: wrk.Load  # this run's closed-loop `buscar` (wrk -c64)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The machine and the stores at one instant."""
+
+    at: float
+    load_average: float
+    machine_busy: float  # CPU seconds, every core, since boot
+    cpu: dict[str, float]  # group → CPU seconds of its processes alive now
+    jobs: tuple[int, ...]  # JOBS_TABLE's columns
+    sessions: tuple[int, ...]  # SESSIONS' columns
+    redis_memory: int
+    redis_keys: int
+    redis_commands: int
+
+
+class Probe:
+    """Takes a Snapshot: /proc for CPU, PostgreSQL's statistics views, Redis INFO."""
+
+    def __init__(self, setup: Setup, generator_pid: int, database: psycopg.Connection) -> None:
+        self.roots = {
+            "api": [setup.api.pid],
+            "workers": [worker.pid for worker in setup.workers],
+            "generator": [generator_pid],
+            "bench": [os.getpid()],
+        }
+        self.database = database
+        self.redis = redis.Redis.from_url(services.REDIS_URL)
+
+    def snapshot(self) -> Snapshot:
+        cpu = self._cpu_by_group()
+        self.database.execute("SELECT pg_stat_clear_snapshot()")
+        jobs_row = self.database.execute(JOBS_TABLE).fetchone() or ()
+        sessions = self.database.execute(SESSIONS).fetchone() or ()
+        memory = self.redis.info("memory")
+        stats = self.redis.info("stats")
+        return Snapshot(
+            at=time.monotonic(),
+            load_average=os.getloadavg()[0],
+            machine_busy=_machine_busy_seconds(),
+            cpu=cpu,
+            jobs=tuple(int(value) for value in jobs_row),
+            sessions=tuple(int(value) for value in sessions),
+            redis_memory=int(memory["used_memory"]),
+            redis_keys=int(self.redis.dbsize()),
+            redis_commands=int(stats["total_commands_processed"]),
+        )
+
+    def _cpu_by_group(self) -> dict[str, float]:
+        processes = _processes()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in processes.items():
+            children.setdefault(ppid, []).append(pid)
+        totals = dict.fromkeys([*self.roots, "postgres", "redis"], 0.0)
+        for group, roots in self.roots.items():
+            pids = list(roots)
+            for pid in pids:  # grows as it goes: every descendant is visited
+                pids += children.get(pid, [])
+            totals[group] = sum(processes[pid][2] for pid in pids if pid in processes)
+        for _, name, seconds in processes.values():
+            if name == "postgres":
+                totals["postgres"] += seconds
+            elif name == "redis-server":
+                totals["redis"] += seconds
+        return totals
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """pid → (parent pid, command name, CPU seconds) for every process alive now."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        seconds = (
+            int(fields[services.STAT_UTIME]) + int(fields[services.STAT_STIME])
+        ) / CLOCK_TICKS
+        found[int(stat.parent.name)] = (int(fields[services.STAT_PPID]), name, seconds)
+    return found
+
+
+def _machine_busy_seconds() -> float:
+    # /proc/stat's first line: user nice system idle iowait irq softirq steal … (clock ticks).
+    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    label: str
+    warm_up: bool
+    result: dict[str, Any]  # the generator's line
+    before: Snapshot
+    after: Snapshot
+
+    def stream(self, name: str) -> dict[str, Any]:
+        stream: dict[str, Any] = self.result[name]
+        return stream
+
+    def latency(self, name: str, percentile: str) -> float | None:
+        value: float | None = self.stream(name)["latency_ms"][percentile]
+        return value
+
+    def errors(self, name: str) -> int:
+        stream = self.stream(name)
+        statuses: dict[str, int] = stream["statuses"]
+        no_answer: dict[str, int] = stream["errors"]
+        answered_badly = sum(count for status, count in statuses.items() if status[0] != "2")
+        return answered_badly + sum(no_answer.values())
+
+    @property
+    def seconds(self) -> float:
+        return self.after.at - self.before.at
+
+    def cores(self, group: str) -> float:
+        return (self.after.cpu[group] - self.before.cpu[group]) / self.seconds
+
+    @property
+    def machine_cores(self) -> float:
+        return (self.after.machine_busy - self.before.machine_busy) / self.seconds
+
+    @property
+    def other_cores(self) -> float:
+        """Busy cores not ours: the machine's busy time less our processes, PostgreSQL and Redis
+        (which also serve other runs on this machine, and are counted whole)."""
+        ours = sum(self.cores(group) for group in self.after.cpu)
+        return max(0.0, self.machine_cores - ours)
+
+    @property
+    def requests(self) -> int:
+        return int(self.stream("lookups")["scheduled"]) + int(self.stream("posts")["scheduled"])
+
+    def api_cpu_us_per_request(self) -> float | None:
+        requests = self.requests
+        return self.cores("api") * self.seconds * 1e6 / requests if requests else None
+
+    def generator_cpu_us_per_request(self) -> float | None:
+        cpu_seconds = float(self.result["generator_cpu_seconds"])
+        return cpu_seconds * 1e6 / self.requests if self.requests else None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    rate: float  # lookups a second aimed at
+    slices: list[Slice]
+    accepted: list[str]
+    lost: list[tuple[str, str]]
+    drain_seconds: float
+
+
+def measure(setup: Setup, say: Callable[[str], None]) -> tuple[list[Figure], list[Table]]:
+    outcome = run(setup, say)
+    return figures(setup, outcome), tables(setup, outcome)
+
+
+def run(setup: Setup, say: Callable[[str], None]) -> Outcome:
+    rate = setup.saturation.ok_per_second * SHARE_OF_SATURATION
+    plan = [WARM_UP_SECONDS, *_plan(setup.seconds)]
+    sample = datasets.documents(setup.dataset.url)
+    config = {
+        "host": "127.0.0.1",
+        "port": int(setup.url.rsplit(":", 1)[1]),
+        "authorization": f"Bearer {setup.key}",
+        "lookup_paths": [datasets.buscar_path(codigo, numero) for codigo, numero in sample],
+        "lookup_rate": rate,
+        "post_path": jobs.export_path(setup.dataset.export_cliente_id),
+        "post_rate": POST_RATE,
+        "slices": plan,
+        "connections": CONNECTIONS,
+        "timeout": TIMEOUT_SECONDS,
+    }
+    config_path = setup.work_dir / "paced.json"
+    config_path.write_text(json.dumps(config))
+    say(
+        f"paced: {rate:,.0f} lookups/s (half of {setup.saturation.ok_per_second:,.0f}) and "
+        f"{POST_RATE} exports/s for {WARM_UP_SECONDS} + {setup.seconds} s"
+    )
+    argv = [sys.executable, "-m", "bench.paced_client", str(config_path)]
+    log = (services.LOG_DIR / "paced-client.log").open("ab")
+    with psycopg.connect(setup.dataset.url, autocommit=True) as database:
+        generator = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+        try:
+            slices = _follow(setup, generator, database, plan, say)
+        finally:
+            if generator.poll() is None:
+                generator.kill()
+            generator.wait()
+            log.close()
+        accepted = [job for done in slices for job in done.stream("posts")["accepted"]]
+        stopped = time.monotonic()
+        statuses = soak.job_statuses(database, accepted)
+        while soak.pending(statuses) and time.monotonic() - stopped < GRACE_SECONDS:
+            time.sleep(0.5)
+            statuses = soak.job_statuses(database, accepted)
+    return Outcome(
+        rate=rate,
+        slices=slices,
+        accepted=accepted,
+        lost=[(job, status) for job, status in statuses.items() if status != "succeeded"],
+        drain_seconds=time.monotonic() - stopped,
+    )
+
+
+def _follow(
+    setup: Setup,
+    generator: subprocess.Popen[str],
+    database: psycopg.Connection,
+    plan: list[int],
+    say: Callable[[str], None],
+) -> list[Slice]:
+    """Reads the generator's lines: a snapshot at each tick, a Slice once its figures come."""
+    assert generator.stdout is not None
+    probe = Probe(setup, generator.pid, database)
+    snapshots = [probe.snapshot()]
+    slices = []
+    begin = 0
+    for line in generator.stdout:
+        message = json.loads(line)
+        if message["kind"] == "tick":
+            snapshots.append(probe.snapshot())
+            continue
+        index = message["slice"]
+        seconds = plan[index]
+        label = "warm-up" if index == 0 else f"{begin}–{begin + seconds} s"
+        begin += 0 if index == 0 else seconds
+        done = Slice(label, index == 0, message, snapshots[index], snapshots[index + 1])
+        slices.append(done)
+        say(f"paced {label}: {_progress(done)}")
+    if generator.wait() != 0 or len(slices) != len(plan):
+        raise RuntimeError(
+            f"the load generator exited with {generator.returncode} after {len(slices)} of "
+            f"{len(plan)} slices; see {services.LOG_DIR / 'paced-client.log'}"
+        )
+    return slices
+
+
+def _plan(seconds: int) -> list[int]:
+    whole, rest = divmod(seconds, SLICE_SECONDS)
+    return [SLICE_SECONDS] * whole + ([rest] if rest else [])
+
+
+def _progress(done: Slice) -> str:
+    lookups = done.stream("lookups")
+    return (
+        f"{lookups['ok'] / done.seconds:,.0f} lookups/s, p50 {_ms(done.latency('lookups', 'p50'))}"
+        f", p99 {_ms(done.latency('lookups', 'p99'))}, p99.9 "
+        f"{_ms(done.latency('lookups', 'p999'))} ms, {done.errors('lookups')} errors; "
+        f"generator lag p99 {_ms(lookups['lag_ms']['p99'])} ms; load average "
+        f"{done.after.load_average:.1f}, other processes {done.other_cores:.2f} cores"
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def figures(setup: Setup, outcome: Outcome) -> list[Figure]:
+    measured = [done for done in outcome.slices if not done.warm_up]
+    p99s = [done.latency("lookups", "p99") or 0.0 for done in measured]
+    worst = max(measured, key=lambda done: done.latency("lookups", "p99") or 0.0)
+    best = min(measured, key=lambda done: done.latency("lookups", "p99") or 0.0)
+    over = sum(p99 > P99_TARGET_MS for p99 in p99s)
+    ok = sum(done.stream("lookups")["ok"] for done in measured)
+    seconds = sum(done.seconds for done in measured)
+    errors = sum(done.errors("lookups") + done.errors("posts") for done in outcome.slices)
+    lags = [done.stream("lookups")["lag_ms"]["p99"] or 0.0 for done in measured]
+    generator_us = [done.generator_cpu_us_per_request() or 0.0 for done in measured]
+    what = (
+        f"{len(measured)} slices of {SLICE_SECONDS} s after a {WARM_UP_SECONDS} s warm-up; "
+        f"load average {measured[0].before.load_average:.1f} → "
+        f"{measured[-1].after.load_average:.1f}"
+    )
+    return [
+        Figure(
+            "paced_rate",
+            "paced `buscar` (open loop): rate",
+            "req/s",
+            ok / seconds,
+            setup.saturation.ok_per_second,
+            "the same run's saturation (wrk -t2 -c64, closed loop)",
+            Target("0.50× saturation", ratio_at_least=SHARE_OF_SATURATION * 0.97),
+            f"aimed at {outcome.rate:,.0f} req/s; meanwhile {POST_RATE} export POSTs a second",
+        ),
+        Figure(
+            "paced_p99_worst",
+            "paced `buscar`: p99 of the worst 30 s slice",
+            "ms",
+            worst.latency("lookups", "p99"),
+            best.latency("lookups", "p99"),
+            "p99 of the best slice",
+            Target(f"≤ {P99_TARGET_MS} ms in every slice", at_most=P99_TARGET_MS),
+            f"{over} of {len(measured)} slices over {P99_TARGET_MS} ms (worst: {worst.label}, "
+            f"load average {worst.after.load_average:.1f}, other processes "
+            f"{worst.other_cores:.2f} cores); {what}",
+        ),
+        Figure(
+            "paced_p50",
+            "paced `buscar`: p50, median slice",
+            "ms",
+            statistics.median(done.latency("lookups", "p50") or 0.0 for done in measured),
+            setup.saturation.p50_ms,
+            "p50 at saturation (wrk -c64)",
+        ),
+        Figure(
+            "paced_p999_worst",
+            "paced `buscar`: p99.9 of the worst slice",
+            "ms",
+            max(done.latency("lookups", "p999") or 0.0 for done in measured),
+            setup.saturation.p99_ms,
+            "p99 at saturation (wrk -c64)",
+        ),
+        Figure(
+            "paced_generator_lag",
+            "paced load generator: its own lag, p99 of the worst slice",
+            "ms",
+            max(lags),
+            worst.latency("lookups", "p99"),
+            "`buscar` p99 of the worst slice",
+            note="scheduled time → the request's task running in the generator (Python, uvloop); "
+            f"its CPU {min(generator_us):.0f}–{max(generator_us):.0f} µs a request",
+        ),
+        Figure(
+            "paced_errors",
+            "paced: errors (non-2xx, no answer in 10 s), lookups and export POSTs",
+            "",
+            errors,
+            target=Target("0", at_most=0),
+        ),
+        Figure(
+            "paced_jobs_lost",
+            "paced: export jobs accepted but not `succeeded`",
+            "",
+            len(outcome.lost),
+            len(outcome.accepted),
+            "accepted",
+            Target("0", at_most=0),
+            f"all terminal {outcome.drain_seconds:.1f} s after the stream stopped"
+            if not outcome.lost
+            else f"first: {outcome.lost[0][0]} {outcome.lost[0][1]}",
+        ),
+    ]
+
+
+def tables(setup: Setup, outcome: Outcome) -> list[Table]:
+    latency_columns = [
+        Column("slice", "slice"),
+        Column("lookups_per_second", "lookups/s", "req/s"),
+        Column("p50_ms", "p50 ms", "ms"),
+        Column("p99_ms", "p99 ms", "ms"),
+        Column("p999_ms", "p99.9 ms", "ms"),
+        Column("max_ms", "max ms", "ms"),
+        Column("lookup_errors", "lookup errors"),
+        Column("export_p99_ms", "export POST p99 ms", "ms"),
+        Column("export_errors", "export errors"),
+        Column("lag_p99_ms", "generator lag p99 ms", "ms"),
+        Column("generator_us", "generator µs/req", "µs"),
+        Column("load_average", "load avg", "×"),
+        Column("other_cores", "other processes, cores", "×"),
+    ]
+    latency_rows = [
+        {
+            "slice": done.label,
+            "lookups_per_second": done.stream("lookups")["ok"] / done.seconds,
+            "p50_ms": done.latency("lookups", "p50"),
+            "p99_ms": done.latency("lookups", "p99"),
+            "p999_ms": done.latency("lookups", "p999"),
+            "max_ms": done.latency("lookups", "max"),
+            "lookup_errors": done.errors("lookups"),
+            "export_p99_ms": done.latency("posts", "p99"),
+            "export_errors": done.errors("posts"),
+            "lag_p99_ms": done.stream("lookups")["lag_ms"]["p99"],
+            "generator_us": done.generator_cpu_us_per_request(),
+            "load_average": done.after.load_average,
+            "other_cores": done.other_cores,
+        }
+        for done in outcome.slices
+    ]
+    note = (
+        f"`buscar` at {outcome.rate:,.0f} req/s (open loop: latency from each request's "
+        f"scheduled time) and an export POST every {1000 // POST_RATE} ms, from "
+        f"bench/paced_client.py over up to {CONNECTIONS} keep-alive connections. Generator lag: "
+        "scheduled time → the request's task running. Other processes: the machine's busy cores "
+        "less ours, PostgreSQL and Redis (load average: 1 min)."
+    )
+    evidence_columns = [
+        Column("slice", "slice"),
+        Column("machine_cores", "machine busy cores", "×"),
+        Column("api_cores", "api cores", "×"),
+        Column("api_us", "api µs/request", "µs"),
+        Column("workers_cores", "workers cores", "×"),
+        Column("postgres_cores", "postgres cores", "×"),
+        Column("redis_cores", "redis cores", "×"),
+        Column("generator_cores", "generator cores", "×"),
+        Column("jobs_live", "jobs rows"),
+        Column("jobs_dead", "jobs dead rows"),
+        Column("jobs_hot", "jobs HOT updates %"),
+        Column("autovacuums", "jobs autovacuums"),
+        Column("autoanalyzes", "jobs autoanalyzes"),
+        Column("jobs_kb", "jobs kB (with indexes)"),
+        Column("sessions", "pg sessions active/idle-in-tx/all"),
+        Column("redis_mb", "redis MB", "MB"),
+        Column("redis_keys", "redis keys"),
+        Column("redis_commands", "redis commands/s"),
+    ]
+    evidence_rows = []
+    for done in outcome.slices:
+        before, after = done.before.jobs, done.after.jobs
+        updates = after[5] - before[5] if after and before else 0
+        evidence_rows.append(
+            {
+                "slice": done.label,
+                "machine_cores": done.machine_cores,
+                "api_cores": done.cores("api"),
+                "api_us": done.api_cpu_us_per_request(),
+                "workers_cores": done.cores("workers"),
+                "postgres_cores": done.cores("postgres"),
+                "redis_cores": done.cores("redis"),
+                "generator_cores": done.cores("generator"),
+                "jobs_live": after[0] if after else None,
+                "jobs_dead": after[1] if after else None,
+                "jobs_hot": 100 * (after[6] - before[6]) / updates if updates else None,
+                "autovacuums": after[2] if after else None,
+                "autoanalyzes": after[3] if after else None,
+                "jobs_kb": after[7] // 1024 if after else None,
+                "sessions": "/".join(str(value) for value in done.after.sessions),
+                "redis_mb": done.after.redis_memory / 1e6,
+                "redis_keys": done.after.redis_keys,
+                "redis_commands": (done.after.redis_commands - done.before.redis_commands)
+                / done.seconds,
+            }
+        )
+    evidence_note = (
+        "Sampled at each slice's end: CPU from /proc (process trees; PostgreSQL and Redis are "
+        "every process of that name, serving whatever else runs here too), the jobs table from "
+        "pg_stat_user_tables (its figures are PostgreSQL's estimates), sessions from "
+        "pg_stat_activity on the bench database, Redis from INFO and DBSIZE (the bench's database)."
+    )
+    details = {
+        "settings": {
+            "share_of_saturation": SHARE_OF_SATURATION,
+            "lookup_rate": outcome.rate,
+            "post_rate": POST_RATE,
+            "slice_seconds": SLICE_SECONDS,
+            "warm_up_seconds": WARM_UP_SECONDS,
+            "connections": CONNECTIONS,
+        },
+        "generator_lines": [
+            done.result
+            | {"posts": {**done.stream("posts"), "accepted": len(done.stream("posts")["accepted"])}}
+            for done in outcome.slices
+        ],
+        "lost_jobs": [{"id": job, "status": status} for job, status in outcome.lost],
+    }
+    title = f"Paced `buscar` (open loop), {setup.seconds} s"
+    return [
+        Table("paced", title, latency_columns, latency_rows, note, details),
+        Table(
+            "paced_evidence",
+            "Paced: the machine and the stores in each slice",
+            evidence_columns,
+            evidence_rows,
+            evidence_note,
+        ),
+    ]
