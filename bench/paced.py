@@ -17,7 +17,6 @@ autovacuum and autoanalyze runs, size), PostgreSQL's sessions, and Redis (memory
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
 
 from bench import dataset as datasets
-from bench import jobs, services, soak, wrk
+from bench import jobs, probe, services, soak, wrk
 from bench.report import Column, Figure, Table, Target
 
 SHARE_OF_SATURATION = 0.5
@@ -42,18 +40,6 @@ P99_TARGET_MS = 10
 CONNECTIONS = 256  # enough that a stall queues requests on the server, not in the generator
 TIMEOUT_SECONDS = 10
 GRACE_SECONDS = soak.GRACE_SECONDS
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-JOBS_TABLE = """
-SELECT n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count, n_tup_ins, n_tup_upd,
-       n_tup_hot_upd, pg_total_relation_size(relid)
-FROM pg_stat_user_tables WHERE relname = 'jobs'
-"""
-SESSIONS = """
-SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state LIKE 'idle in%%'),
-       count(*)
-FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,102 +55,11 @@ class Setup:
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """The machine and the stores at one instant."""
-
-    at: float
-    load_average: float
-    machine_busy: float  # CPU seconds, every core, since boot
-    cpu: dict[str, float]  # group → CPU seconds of its processes alive now
-    jobs: tuple[int, ...]  # JOBS_TABLE's columns
-    sessions: tuple[int, ...]  # SESSIONS' columns
-    redis_memory: int
-    redis_keys: int
-    redis_commands: int
-
-
-class Probe:
-    """Takes a Snapshot: /proc for CPU, PostgreSQL's statistics views, Redis INFO."""
-
-    def __init__(self, setup: Setup, generator_pid: int, database: psycopg.Connection) -> None:
-        self.roots = {
-            "api": [setup.api.pid],
-            "workers": [worker.pid for worker in setup.workers],
-            "generator": [generator_pid],
-            "bench": [os.getpid()],
-        }
-        self.database = database
-        self.redis = redis.Redis.from_url(services.REDIS_URL)
-
-    def snapshot(self) -> Snapshot:
-        cpu = self._cpu_by_group()
-        self.database.execute("SELECT pg_stat_clear_snapshot()")
-        jobs_row = self.database.execute(JOBS_TABLE).fetchone() or ()
-        sessions = self.database.execute(SESSIONS).fetchone() or ()
-        memory = self.redis.info("memory")
-        stats = self.redis.info("stats")
-        return Snapshot(
-            at=time.monotonic(),
-            load_average=os.getloadavg()[0],
-            machine_busy=_machine_busy_seconds(),
-            cpu=cpu,
-            jobs=tuple(int(value) for value in jobs_row),
-            sessions=tuple(int(value) for value in sessions),
-            redis_memory=int(memory["used_memory"]),
-            redis_keys=int(self.redis.dbsize()),
-            redis_commands=int(stats["total_commands_processed"]),
-        )
-
-    def _cpu_by_group(self) -> dict[str, float]:
-        processes = _processes()
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in processes.items():
-            children.setdefault(ppid, []).append(pid)
-        totals = dict.fromkeys([*self.roots, "postgres", "redis"], 0.0)
-        for group, roots in self.roots.items():
-            pids = list(roots)
-            for pid in pids:  # grows as it goes: every descendant is visited
-                pids += children.get(pid, [])
-            totals[group] = sum(processes[pid][2] for pid in pids if pid in processes)
-        for _, name, seconds in processes.values():
-            if name == "postgres":
-                totals["postgres"] += seconds
-            elif name == "redis-server":
-                totals["redis"] += seconds
-        return totals
-
-
-def _processes() -> dict[int, tuple[int, str, float]]:
-    """pid → (parent pid, command name, CPU seconds) for every process alive now."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # ended meanwhile
-            continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text.rsplit(")", 1)[1].split()
-        seconds = (
-            int(fields[services.STAT_UTIME]) + int(fields[services.STAT_STIME])
-        ) / CLOCK_TICKS
-        found[int(stat.parent.name)] = (int(fields[services.STAT_PPID]), name, seconds)
-    return found
-
-
-def _machine_busy_seconds() -> float:
-    # /proc/stat's first line: user nice system idle iowait irq softirq steal … (clock ticks).
-    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
-
-
-@dataclass(frozen=True, slots=True)
 class Slice:
     label: str
     warm_up: bool
     result: dict[str, Any]  # the generator's line
-    before: Snapshot
-    after: Snapshot
+    interval: probe.Interval
 
     def stream(self, name: str) -> dict[str, Any]:
         stream: dict[str, Any] = self.result[name]
@@ -183,29 +78,11 @@ class Slice:
 
     @property
     def seconds(self) -> float:
-        return self.after.at - self.before.at
-
-    def cores(self, group: str) -> float:
-        return (self.after.cpu[group] - self.before.cpu[group]) / self.seconds
-
-    @property
-    def machine_cores(self) -> float:
-        return (self.after.machine_busy - self.before.machine_busy) / self.seconds
-
-    @property
-    def other_cores(self) -> float:
-        """Busy cores not ours: the machine's busy time less our processes, PostgreSQL and Redis
-        (which also serve other runs on this machine, and are counted whole)."""
-        ours = sum(self.cores(group) for group in self.after.cpu)
-        return max(0.0, self.machine_cores - ours)
+        return self.interval.seconds
 
     @property
     def requests(self) -> int:
         return int(self.stream("lookups")["scheduled"]) + int(self.stream("posts")["scheduled"])
-
-    def api_cpu_us_per_request(self) -> float | None:
-        requests = self.requests
-        return self.cores("api") * self.seconds * 1e6 / requests if requests else None
 
     def generator_cpu_us_per_request(self) -> float | None:
         cpu_seconds = float(self.result["generator_cpu_seconds"])
@@ -283,20 +160,21 @@ def _follow(
 ) -> list[Slice]:
     """Reads the generator's lines: a snapshot at each tick, a Slice once its figures come."""
     assert generator.stdout is not None
-    probe = Probe(setup, generator.pid, database)
-    snapshots = [probe.snapshot()]
+    watch = probe.Probe(setup.api, setup.workers, setup.work_dir, database)
+    snapshots = [watch.snapshot()]
     slices = []
     begin = 0
     for line in generator.stdout:
         message = json.loads(line)
         if message["kind"] == "tick":
-            snapshots.append(probe.snapshot())
+            snapshots.append(watch.snapshot())
             continue
         index = message["slice"]
         seconds = plan[index]
         label = "warm-up" if index == 0 else f"{begin}–{begin + seconds} s"
         begin += 0 if index == 0 else seconds
-        done = Slice(label, index == 0, message, snapshots[index], snapshots[index + 1])
+        interval = probe.Interval(snapshots[index], snapshots[index + 1])
+        done = Slice(label, index == 0, message, interval)
         slices.append(done)
         say(f"paced {label}: {_progress(done)}")
     if generator.wait() != 0 or len(slices) != len(plan):
@@ -319,7 +197,7 @@ def _progress(done: Slice) -> str:
         f", p99 {_ms(done.latency('lookups', 'p99'))}, p99.9 "
         f"{_ms(done.latency('lookups', 'p999'))} ms, {done.errors('lookups')} errors; "
         f"generator lag p99 {_ms(lookups['lag_ms']['p99'])} ms; load average "
-        f"{done.after.load_average:.1f}, other processes {done.other_cores:.2f} cores"
+        f"{done.interval.after.load_average:.1f}, not ours {done.interval.other_cores:.2f} cores"
     )
 
 
@@ -340,8 +218,8 @@ def figures(setup: Setup, outcome: Outcome) -> list[Figure]:
     generator_us = [done.generator_cpu_us_per_request() or 0.0 for done in measured]
     what = (
         f"{len(measured)} slices of {SLICE_SECONDS} s after a {WARM_UP_SECONDS} s warm-up; "
-        f"load average {measured[0].before.load_average:.1f} → "
-        f"{measured[-1].after.load_average:.1f}"
+        f"load average {measured[0].interval.before.load_average:.1f} → "
+        f"{measured[-1].interval.after.load_average:.1f}"
     )
     return [
         Figure(
@@ -363,8 +241,8 @@ def figures(setup: Setup, outcome: Outcome) -> list[Figure]:
             "p99 of the best slice",
             Target(f"≤ {P99_TARGET_MS} ms in every slice", at_most=P99_TARGET_MS),
             f"{over} of {len(measured)} slices over {P99_TARGET_MS} ms (worst: {worst.label}, "
-            f"load average {worst.after.load_average:.1f}, other processes "
-            f"{worst.other_cores:.2f} cores); {what}",
+            f"load average {worst.interval.after.load_average:.1f}, processes not ours "
+            f"{worst.interval.other_cores:.2f} cores); {what}",
         ),
         Figure(
             "paced_p50",
@@ -428,7 +306,7 @@ def tables(setup: Setup, outcome: Outcome) -> list[Table]:
         Column("lag_p99_ms", "generator lag p99 ms", "ms"),
         Column("generator_us", "generator µs/req", "µs"),
         Column("load_average", "load avg", "×"),
-        Column("other_cores", "other processes, cores", "×"),
+        Column("other_cores", "not ours, cores", "×"),
     ]
     latency_rows = [
         {
@@ -443,8 +321,8 @@ def tables(setup: Setup, outcome: Outcome) -> list[Table]:
             "export_errors": done.errors("posts"),
             "lag_p99_ms": done.stream("lookups")["lag_ms"]["p99"],
             "generator_us": done.generator_cpu_us_per_request(),
-            "load_average": done.after.load_average,
-            "other_cores": done.other_cores,
+            "load_average": done.interval.after.load_average,
+            "other_cores": done.interval.other_cores,
         }
         for done in outcome.slices
     ]
@@ -452,62 +330,12 @@ def tables(setup: Setup, outcome: Outcome) -> list[Table]:
         f"`buscar` at {outcome.rate:,.0f} req/s (open loop: latency from each request's "
         f"scheduled time) and an export POST every {1000 // POST_RATE} ms, from "
         f"bench/paced_client.py over up to {CONNECTIONS} keep-alive connections. Generator lag: "
-        "scheduled time → the request's task running. Other processes: the machine's busy cores "
-        "less ours, PostgreSQL and Redis (load average: 1 min)."
+        "scheduled time → the request's task running. Not ours: the machine's busy cores less "
+        "our processes, PostgreSQL and Redis (load average: 1 min)."
     )
-    evidence_columns = [
-        Column("slice", "slice"),
-        Column("machine_cores", "machine busy cores", "×"),
-        Column("api_cores", "api cores", "×"),
-        Column("api_us", "api µs/request", "µs"),
-        Column("workers_cores", "workers cores", "×"),
-        Column("postgres_cores", "postgres cores", "×"),
-        Column("redis_cores", "redis cores", "×"),
-        Column("generator_cores", "generator cores", "×"),
-        Column("jobs_live", "jobs rows"),
-        Column("jobs_dead", "jobs dead rows"),
-        Column("jobs_hot", "jobs HOT updates %"),
-        Column("autovacuums", "jobs autovacuums"),
-        Column("autoanalyzes", "jobs autoanalyzes"),
-        Column("jobs_kb", "jobs kB (with indexes)"),
-        Column("sessions", "pg sessions active/idle-in-tx/all"),
-        Column("redis_mb", "redis MB", "MB"),
-        Column("redis_keys", "redis keys"),
-        Column("redis_commands", "redis commands/s"),
+    evidence_rows = [
+        {"slice": done.label, **probe.row(done.interval, done.requests)} for done in outcome.slices
     ]
-    evidence_rows = []
-    for done in outcome.slices:
-        before, after = done.before.jobs, done.after.jobs
-        updates = after[5] - before[5] if after and before else 0
-        evidence_rows.append(
-            {
-                "slice": done.label,
-                "machine_cores": done.machine_cores,
-                "api_cores": done.cores("api"),
-                "api_us": done.api_cpu_us_per_request(),
-                "workers_cores": done.cores("workers"),
-                "postgres_cores": done.cores("postgres"),
-                "redis_cores": done.cores("redis"),
-                "generator_cores": done.cores("generator"),
-                "jobs_live": after[0] if after else None,
-                "jobs_dead": after[1] if after else None,
-                "jobs_hot": 100 * (after[6] - before[6]) / updates if updates else None,
-                "autovacuums": after[2] if after else None,
-                "autoanalyzes": after[3] if after else None,
-                "jobs_kb": after[7] // 1024 if after else None,
-                "sessions": "/".join(str(value) for value in done.after.sessions),
-                "redis_mb": done.after.redis_memory / 1e6,
-                "redis_keys": done.after.redis_keys,
-                "redis_commands": (done.after.redis_commands - done.before.redis_commands)
-                / done.seconds,
-            }
-        )
-    evidence_note = (
-        "Sampled at each slice's end: CPU from /proc (process trees; PostgreSQL and Redis are "
-        "every process of that name, serving whatever else runs here too), the jobs table from "
-        "pg_stat_user_tables (its figures are PostgreSQL's estimates), sessions from "
-        "pg_stat_activity on the bench database, Redis from INFO and DBSIZE (the bench's database)."
-    )
     details = {
         "settings": {
             "share_of_saturation": SHARE_OF_SATURATION,
@@ -530,8 +358,8 @@ def tables(setup: Setup, outcome: Outcome) -> list[Table]:
         Table(
             "paced_evidence",
             "Paced: the machine and the stores in each slice",
-            evidence_columns,
+            [Column("slice", "slice"), *probe.COLUMNS],
             evidence_rows,
-            evidence_note,
+            probe.NOTE,
         ),
     ]

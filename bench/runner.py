@@ -567,9 +567,10 @@ def soak_figures(context: Context) -> list[Figure]:
         api=context.process(API),
         workers=[process for process in context.processes if "worker" in process.argv],
         seconds=context.soak_seconds,
+        others=[p for p in context.processes if p.name != API and "worker" not in p.argv],
     )
-    figures, table = soak.measure(setup, say)
-    context.tables.append(table)
+    figures, tables = soak.measure(setup, say)
+    context.tables += tables
     return figures
 
 
