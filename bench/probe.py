@@ -51,7 +51,9 @@ class Snapshot:
     redis_commands: int
     gc_counts: tuple[int, int, int]  # the API processes' collections so far, by generation
     gc_seconds: float  # their pauses so far, summed
-    gc_long: list[tuple[float, int, float]]  # pauses ≥ 1 ms: (ended at, generation, seconds)
+    gc_cpu_seconds: float  # the CPU time of those pauses
+    # Pauses ≥ 1 ms: (ended at, generation, seconds, CPU seconds).
+    gc_long: list[tuple[float, int, float, float]]
 
 
 class Probe:
@@ -98,7 +100,8 @@ class Probe:
                 sum(state["counts"][2] for state in collected),
             ),
             gc_seconds=sum(sum(state["seconds"]) for state in collected),
-            gc_long=[(end, gen, pause) for state in collected for end, gen, pause in state["long"]],
+            gc_cpu_seconds=sum(sum(state["cpu_seconds"]) for state in collected),
+            gc_long=[tuple(pause) for state in collected for pause in state["long"]],
         )
 
     def _cpu(self) -> dict[int, tuple[str, float]]:
@@ -181,11 +184,16 @@ class Interval:
         return (self.after.gc_seconds - self.before.gc_seconds) * 1000 / self.seconds
 
     @property
-    def gc_long_pauses(self) -> list[float]:
-        """The API's collection pauses of 1 ms or more that ended in this interval, in ms."""
+    def gc_cpu_ms_per_second(self) -> float:
+        return (self.after.gc_cpu_seconds - self.before.gc_cpu_seconds) * 1000 / self.seconds
+
+    @property
+    def gc_long_pauses(self) -> list[tuple[int, float, float]]:
+        """The API's collection pauses of 1 ms or more that ended in this interval:
+        (generation, ms, CPU ms)."""
         return [
-            seconds * 1000
-            for ended, _, seconds in self.after.gc_long
+            (generation, seconds * 1000, cpu_seconds * 1000)
+            for ended, generation, seconds, cpu_seconds in self.after.gc_long
             if self.before.at < ended <= self.after.at
         ]
 
@@ -210,9 +218,9 @@ COLUMNS = [
     Column("redis_keys", "redis keys"),
     Column("redis_commands", "redis commands/s"),
     Column("gc_full", "api full GCs"),
-    Column("gc_ms", "api GC ms/s", "ms"),
+    Column("gc_ms", "api GC ms/s (CPU ms/s)"),
     Column("gc_long", "api GC pauses ≥ 1 ms"),
-    Column("gc_max_ms", "api longest GC ms", "ms"),
+    Column("gc_max_ms", "api longest GC ms (its CPU ms)"),
 ]
 NOTE = (
     "Sampled at each slice's end. CPU from /proc, in cores: process trees (the load generator "
@@ -221,7 +229,8 @@ NOTE = (
     "machine's busy time less all of these. The jobs table from pg_stat_user_tables "
     "(PostgreSQL's estimates), sessions from pg_stat_activity on the bench database, Redis from "
     "INFO and DBSIZE, the API's garbage collections from gc.callbacks in each of its processes "
-    "(bench/gc_probe/sitecustomize.py)."
+    "(bench/gc_probe/sitecustomize.py): wall-clock pauses, and in brackets the CPU time of the "
+    "collecting thread (on a busy machine the wall clock also counts waiting for a core)."
 )
 
 
@@ -232,6 +241,7 @@ def row(interval: Interval, requests: int) -> dict[str, Any]:
     updates = jobs[4] - before.jobs[4] if jobs and before.jobs else 0
     api_cores = interval.cores(API)
     pauses = interval.gc_long_pauses
+    longest = max(pauses, key=lambda pause: pause[1], default=None)
     return {
         "load_average": after.load_average,
         "machine_cores": interval.machine_cores,
@@ -252,7 +262,7 @@ def row(interval: Interval, requests: int) -> dict[str, Any]:
         "redis_keys": after.redis_keys,
         "redis_commands": (after.redis_commands - before.redis_commands) / interval.seconds,
         "gc_full": after.gc_counts[2] - before.gc_counts[2],
-        "gc_ms": interval.gc_ms_per_second,
+        "gc_ms": f"{interval.gc_ms_per_second:.1f} ({interval.gc_cpu_ms_per_second:.1f})",
         "gc_long": len(pauses),
-        "gc_max_ms": max(pauses, default=None),
+        "gc_max_ms": f"{longest[1]:.1f} ({longest[2]:.1f}), gen {longest[0]}" if longest else None,
     }

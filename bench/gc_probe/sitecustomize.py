@@ -2,10 +2,12 @@
 
 Python imports `sitecustomize` at start-up from the path: bench/services.py puts this folder on
 PYTHONPATH and names a directory in BENCH_GC_DIR for every process it starts (uvicorn's spawned
-workers inherit both). Each process then counts its collections and their pauses by generation
-and keeps the pauses of 1 ms or more with their time (CLOCK_MONOTONIC, the same clock in every
-process), written to BENCH_GC_DIR/<pid>.json at most once a second, from the collection's own
-callback: a few microseconds a collection, nothing between them.
+workers inherit both). Each process then counts its collections by generation, with their pauses
+both in wall-clock time (what a request waiting on that process feels) and in CPU time of the
+collecting thread (what the collection itself cost: on a busy machine the wall-clock pause also
+holds the time the process waited for a core), and keeps the pauses of 1 ms or more with their
+time (CLOCK_MONOTONIC, the same clock in every process). Written to BENCH_GC_DIR/<pid>.json at
+most once a second, from the collection's own callback: microseconds a collection.
 """
 
 from __future__ import annotations
@@ -25,27 +27,38 @@ class _Collections:
         self.path = os.path.join(directory, f"{os.getpid()}.json")
         self.counts = [0, 0, 0]
         self.seconds = [0.0, 0.0, 0.0]
-        self.long: list[tuple[float, int, float]] = []  # (ended at, generation, seconds)
+        self.cpu_seconds = [0.0, 0.0, 0.0]
+        # (ended at, generation, seconds, CPU seconds)
+        self.long: list[tuple[float, int, float, float]] = []
         self.started = 0.0
+        self.cpu_started = 0.0
         self.written = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         now = time.monotonic()
+        cpu = time.thread_time()
         if phase == "start":
-            self.started = now
+            self.started, self.cpu_started = now, cpu
             return
         generation = info["generation"]
-        pause = now - self.started
+        pause, cpu_pause = now - self.started, cpu - self.cpu_started
         self.counts[generation] += 1
         self.seconds[generation] += pause
+        self.cpu_seconds[generation] += cpu_pause
         if pause >= LONG_PAUSE_SECONDS:
-            self.long = [*self.long[-LONG_PAUSES_KEPT + 1 :], (now, generation, pause)]
+            long = (now, generation, pause, cpu_pause)
+            self.long = [*self.long[-LONG_PAUSES_KEPT + 1 :], long]
         if now - self.written >= WRITE_EVERY_SECONDS:
             self.written = now
             self.write()
 
     def write(self) -> None:
-        state = {"counts": self.counts, "seconds": self.seconds, "long": self.long}
+        state = {
+            "counts": self.counts,
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "long": self.long,
+        }
         temporary = f"{self.path}.{os.getpid()}.tmp"
         with open(temporary, "w") as output:
             json.dump(state, output)
