@@ -54,7 +54,7 @@ class Config:
     post_rate: float
     slices: list[float]  # seconds of each slice, in order
     connections: int  # at most this many open at once (and so requests in flight)
-    timeout: float  # seconds from a request's write to its answer, then it is an error
+    timeout: float  # seconds from a request's scheduled time to its answer, then an error
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -170,6 +170,10 @@ class Tally:
     pending: int = 0
     drained: asyncio.Event = field(default_factory=asyncio.Event)  # set when pending drops to 0
 
+    def started(self) -> None:
+        self.pending += 1
+        self.drained.clear()
+
     def ended(self) -> None:
         self.pending -= 1
         if not self.pending:
@@ -247,7 +251,7 @@ class Generator:
             if delay > 0:
                 await asyncio.sleep(delay)
             tally = self.tallies[name][self.slice_of(due)]
-            tally.pending += 1
+            tally.started()
             task = self.loop.create_task(self.one(pick(), due, tally, name == "posts"))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -259,15 +263,27 @@ class Generator:
         return len(self.bounds) - 1
 
     async def one(self, request: bytes, due: float, tally: Tally, keep_id: bool) -> None:
+        """One request, given `timeout` seconds from its scheduled time to be answered: waiting
+        for a free connection counts, so a stalled server shows as errors in its own slice
+        instead of a queue that outlives the run."""
         tally.lags_ms.append((now() - due) * 1000)
+        deadline = due + self.config.timeout
         try:
-            connection = await self.pool.acquire()
+            if self.pool.slots.locked():  # every connection busy: wait, but not forever
+                connection = await asyncio.wait_for(self.pool.acquire(), deadline - now())
+            else:
+                connection = await self.pool.acquire()
+        except TimeoutError:
+            tally.errors["no free connection in time"] += 1
+            tally.ended()
+            return
         except OSError as error:
             tally.errors[f"connect: {type(error).__name__}"] += 1
             tally.ended()
             return
         try:
-            status, body = await connection.exchange(request, self.config.timeout)
+            remaining = max(0.001, deadline - now())
+            status, body = await connection.exchange(request, remaining)
         except (ConnectionError, TimeoutError) as error:
             tally.errors[type(error).__name__] += 1
             return
