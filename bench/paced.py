@@ -52,6 +52,7 @@ class Setup:
     workers: list[services.BenchProcess]  # the Celery workers and the scheduler
     seconds: int
     saturation: wrk.Load  # this run's closed-loop `buscar` (wrk -c64)
+    env: dict[str, str]  # the API's environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,22 @@ class Outcome:
     accepted: list[str]
     lost: list[tuple[str, str]]
     drain_seconds: float
+    gc_cost: dict[str, float]  # bench/gc_cost.py's line
+
+
+def gc_cost(env: dict[str, str]) -> dict[str, float]:
+    """One full collection of an API process's objects, frozen and not (bench/gc_cost.py)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.gc_cost"],
+        env=env,
+        cwd=services.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    cost: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return cost
 
 
 def measure(setup: Setup, say: Callable[[str], None]) -> tuple[list[Figure], list[Table]]:
@@ -143,6 +160,7 @@ def run(setup: Setup, say: Callable[[str], None]) -> Outcome:
             time.sleep(0.5)
             statuses = soak.job_statuses(database, accepted)
     return Outcome(
+        gc_cost=gc_cost(setup.env),
         rate=rate,
         slices=slices,
         accepted=accepted,
@@ -269,6 +287,16 @@ def figures(setup: Setup, outcome: Outcome) -> list[Figure]:
             "`buscar` p99 of the worst slice",
             note="scheduled time → the request's task running in the generator (Python, uvloop); "
             f"its CPU {min(generator_us):.0f}–{max(generator_us):.0f} µs a request",
+        ),
+        Figure(
+            "paced_api_full_gc_ms",
+            "API process: CPU of one full garbage collection, start-up objects frozen (now)",
+            "ms",
+            outcome.gc_cost["frozen_ms"],
+            outcome.gc_cost["unfrozen_ms"],
+            "the same objects not frozen (before)",
+            note=f"{outcome.gc_cost['objects']:,.0f} objects tracked after create_app; "
+            "time.thread_time() around gc.collect(), median of 5 (bench/gc_cost.py)",
         ),
         Figure(
             "paced_errors",

@@ -594,6 +594,7 @@ def paced_figures(context: Context) -> list[Figure]:
         workers=[process for process in context.processes if process.name != API],
         seconds=context.paced_seconds,
         saturation=context.buscar,
+        env=context.env,
     )
     figures, tables = paced.measure(setup, say)
     context.tables += tables
