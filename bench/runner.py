@@ -27,6 +27,7 @@ from bench import (
     drivers,
     fast_lane,
     jobs,
+    paced,
     pgbench,
     services,
     soak,
@@ -74,6 +75,7 @@ class Context:
     buscar: wrk.Load | None = None
     idle_rss_mb: float | None = None
     soak_seconds: int = 0
+    paced_seconds: int = 0
     tables: list[Table] = field(default_factory=list)
 
     @property
@@ -92,10 +94,14 @@ def say(message: str) -> None:
 
 
 def run(
-    size: Size, seconds: int, only: frozenset[str] | None = None, soak_seconds: int | None = None
+    size: Size,
+    seconds: int,
+    only: frozenset[str] | None = None,
+    soak_seconds: int | None = None,
+    paced_seconds: int | None = None,
 ) -> Results:
-    """Every group of figures, or those named in `only`; the soak for `soak_seconds` (the
-    size's default when None)."""
+    """Every group of figures, or those named in `only`; the soak for `soak_seconds` and the
+    paced run for `paced_seconds` (the size's defaults when None)."""
     started = datetime.now(UTC)
     load_at_start = os.getloadavg()[0]
     work_dir = services.fresh_work_dir(size.name)
@@ -117,6 +123,7 @@ def run(
         with httpx.Client(base_url=url, headers=auth, timeout=jobs.WAIT_SECONDS + 30) as client:
             context = Context(size, dataset, work_dir, url, key, env, processes, client, seconds)
             context.soak_seconds = soak_seconds or size.soak_seconds
+            context.paced_seconds = paced_seconds or size.paced_seconds
             for name, title, measure in GROUPS:
                 if only is None or name in only:
                     say(title)
@@ -562,9 +569,37 @@ def soak_figures(context: Context) -> list[Figure]:
         api=context.process(API),
         workers=[process for process in context.processes if "worker" in process.argv],
         seconds=context.soak_seconds,
+        others=[p for p in context.processes if p.name != API and "worker" not in p.argv],
     )
-    figures, table = soak.measure(setup, say)
-    context.tables.append(table)
+    figures, tables = soak.measure(setup, say)
+    context.tables += tables
+    return figures
+
+
+# 6b. Tail latency under a steady load, open loop (bench/paced.py).
+
+
+def paced_figures(context: Context) -> list[Figure]:
+    """Half the rate of this run's saturation figure: the `buscar` group's, or measured here
+    the same way when that group did not run."""
+    if context.buscar is None:
+        sample = datasets.documents(context.dataset.url)
+        requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
+        say("paced: measuring saturation first (wrk -t2 -c64, as the buscar group)")
+        context.buscar = _load(context, context.url, requests)
+    setup = paced.Setup(
+        url=context.url,
+        key=context.key,
+        dataset=context.dataset,
+        work_dir=context.work_dir,
+        api=context.process(API),
+        workers=[process for process in context.processes if process.name != API],
+        seconds=context.paced_seconds,
+        saturation=context.buscar,
+        env=context.env,
+    )
+    figures, tables = paced.measure(setup, say)
+    context.tables += tables
     return figures
 
 
@@ -720,6 +755,7 @@ GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
     ("exports", "export jobs", export_figures),
     ("loyalty", "loyalty report", loyalty_figures),
     ("every-customer", "every-customer reports", every_customer_figures),
+    ("paced", "buscar paced (open loop) at half the saturation rate", paced_figures),
     ("soak", "soak", soak_figures),
     ("webhooks", "webhooks", webhook_figures),
     ("bulk", "bulk exports", bulk_figures),
