@@ -7,12 +7,12 @@ from the same snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TypeVarTuple, overload
+from typing import Any, TypeVarTuple, overload
 
 from sqlalchemy import (
     ColumnElement,
@@ -41,7 +41,7 @@ Columns = TypeVarTuple("Columns")
 
 @contextmanager
 def _streamed(
-    connection: Connection, statement: Select[*Columns]
+    connection: Connection, statement: Select[*Columns], *, binary: bool = False
 ) -> Iterator[Iterator[tuple[*Columns]]]:
     """The statement's rows as PostgreSQL sends them, STREAM_BATCH_ROWS at a time (libpq's
     chunked-rows mode, through the connection's open transaction).
@@ -51,11 +51,16 @@ def _streamed(
     first row after 6.1 s instead of 8.6 s, all rows fetched in 7.3 s instead of 12). The stream
     holds the connection until it is closed, so it is closed on the way out of the block, before
     anything else (a rollback after an error) uses the connection.
+
+    `binary` asks for PostgreSQL's binary format: a bytea then arrives as the bytes it holds,
+    not as hex text to decode.
     """
     compiled = statement.compile(dialect=connection.dialect)
     # Only types psycopg adapts by itself (text, numbers, timestamps): no bind processors to run.
     with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-        rows = cursor.stream(compiled.string, compiled.params, size=STREAM_BATCH_ROWS)
+        rows = cursor.stream(
+            compiled.string, compiled.params, binary=binary, size=STREAM_BATCH_ROWS
+        )
         try:
             yield rows
         finally:
@@ -205,3 +210,18 @@ def reporte_fidelizacion(
 ) -> AbstractContextManager[Iterator[ReporteRow]]:
     prepare_report_transaction(connection)
     return _streamed(connection, reporte_fidelizacion_statement(rule))
+
+
+def reporte_fidelizacion_records(
+    connection: Connection,
+    rule: LoyaltyRule,
+    record: Callable[[Sequence[ColumnElement[Any]]], ColumnElement[bytes]],
+) -> AbstractContextManager[Iterator[tuple[bytes, int]]]:
+    """The report's rows as whole file records that PostgreSQL writes, `record(columns)` of the
+    report's columns (all but filas), each with filas: the same aggregate, order and rows as
+    `reporte_fidelizacion`, but no value of them turned into a Python object."""
+    statement = reporte_fidelizacion_statement(rule)
+    *columns, filas = statement.selected_columns
+    records = statement.with_only_columns(record(columns), filas)
+    prepare_report_transaction(connection)
+    return _streamed(connection, records, binary=True)
