@@ -212,16 +212,24 @@ def reporte_fidelizacion(
     return _streamed(connection, reporte_fidelizacion_statement(rule))
 
 
-def reporte_fidelizacion_records(
-    connection: Connection,
-    rule: LoyaltyRule,
-    record: Callable[[Sequence[ColumnElement[Any]]], ColumnElement[bytes]],
-) -> AbstractContextManager[Iterator[tuple[bytes, int]]]:
+RecordOf = Callable[[Sequence[ColumnElement[Any]]], ColumnElement[bytes]]
+
+
+def reporte_fidelizacion_records_statement(
+    rule: LoyaltyRule, record: RecordOf
+) -> Select[bytes, int]:
     """The report's rows as whole file records that PostgreSQL writes, `record(columns)` of the
     report's columns (all but filas), each with filas: the same aggregate, order and rows as
-    `reporte_fidelizacion`, but no value of them turned into a Python object."""
+    `reporte_fidelizacion_statement`."""
     statement = reporte_fidelizacion_statement(rule)
     *columns, filas = statement.selected_columns
-    records = statement.with_only_columns(record(columns), filas)
+    return statement.with_only_columns(record(columns), filas)
+
+
+def reporte_fidelizacion_records(
+    connection: Connection, rule: LoyaltyRule, record: RecordOf
+) -> AbstractContextManager[Iterator[tuple[bytes, int]]]:
+    """`reporte_fidelizacion_records_statement`'s rows: no value of them becomes a Python object
+    but the record's bytes."""
     prepare_report_transaction(connection)
-    return _streamed(connection, records, binary=True)
+    return _streamed(connection, reporte_fidelizacion_records_statement(rule, record), binary=True)
