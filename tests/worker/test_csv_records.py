@@ -29,7 +29,7 @@ from tests.factories import BUSINESS_TZ
 RULE_CHARACTERS = list("=+-@\t\r\n'\"0123456789 ().;,aZñ€")
 TEXT = st.text(
     alphabet=st.sampled_from(RULE_CHARACTERS)
-    | st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+    | st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     max_size=12,
 )
 EXAMPLES = [
