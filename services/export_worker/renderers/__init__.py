@@ -150,6 +150,7 @@ def escape_formula(text: str) -> str:
 _PHONE_NUMBER_SQL = r"^\+[0-9][0-9 ()-]*[0-9]$"
 _PHONE_MIN_LENGTH = 8  # + digit, 5 or more, digit
 _PLAIN_NUMBER_SQL = f"^(?:{_PLAIN_NUMBER.pattern})$"
+_ABOVE_EVERY_TRIGGER = max(ord(character) for character in _MAY_NEED_ESCAPING) + 1
 
 
 def escape_formula_sql(text: ColumnElement[str]) -> ColumnElement[str]:
@@ -158,9 +159,12 @@ def escape_formula_sql(text: ColumnElement[str]) -> ColumnElement[str]:
     above), the same cheap first-character test first. tests/worker/test_csv_records.py holds
     the two to the same answers."""
     stripped = func.ltrim(text, literal(FORMULA_ESCAPE))
-    # ascii(): the first character's code, compared as integers (0 for empty text).
+    # ascii(): the first character's code, compared as integers (0 for empty text); names and
+    # e-mails start with a letter, above every trigger: one comparison for them.
+    first = func.ascii(text)
     looks_like_formula = and_(
-        func.ascii(text).in_([literal(ord(character)) for character in sorted(_MAY_NEED_ESCAPING)]),
+        first < _ABOVE_EVERY_TRIGGER,
+        first.in_([literal(ord(character)) for character in sorted(_MAY_NEED_ESCAPING)]),
         func.ascii(stripped).in_([literal(ord(character)) for character in FORMULA_TRIGGERS]),
         not_(
             and_(

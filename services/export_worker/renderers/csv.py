@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, LargeBinary, String, cast, func, literal, literal_column
+from sqlalchemy import ColumnElement, LargeBinary, String, func, literal, literal_column
 
 from services.export_worker.renderers import (
     Column,
@@ -72,29 +72,29 @@ def render(document: Document, out: BinaryIO) -> None:
         text.detach()  # hand `out` back open: the caller owns it
 
 
-def _sql_field(column: Column, value: ColumnElement[Any]) -> ColumnElement[str]:
-    """One field as `render` writes it: text escaped, quotes doubled, quoted; numbers bare."""
+def _sql_field(column: Column, value: ColumnElement[Any]) -> tuple[str, ColumnElement[Any]]:
+    """One field as `render` writes it, as a `format()` placeholder and its value: text escaped,
+    quotes doubled, quoted; numbers bare."""
     if column.kind is Kind.TEXT:
         escaped = escape_formula_sql(func.coalesce(value, literal("")))
-        doubled = func.replace(escaped, literal(QUOTE), literal(QUOTE * 2))
-        return literal(QUOTE) + doubled + literal(QUOTE)
+        return f"{QUOTE}%s{QUOTE}", func.replace(escaped, literal(QUOTE), literal(QUOTE * 2))
     if column.kind is Kind.INTEGER:
-        return cast(value, String)
+        return "%s", value
     if column.kind is Kind.MONEY:
-        return cast(func.round(value, 2), String)  # always its cents, never an exponent
+        return "%s", func.round(value, 2)  # always its cents, never an exponent
     # A date would need the business timezone's wall clock: no report has one yet.
     raise ValueError(f"no SQL record for a {column.kind.value} column ({column.title})")
 
 
 def sql_record(fields: Sequence[tuple[Column, ColumnElement[Any]]]) -> ColumnElement[bytes]:
     """The CSV record of one row, CRLF included, as UTF-8 bytes computed by PostgreSQL: what
-    `render` writes for the same values, byte for byte."""
-    parts: list[ColumnElement[Any]] = []
-    for column, value in fields:
-        if parts:
-            parts.append(literal(DELIMITER))
-        parts.append(_sql_field(column, value))
-    line = func.concat(*parts, literal(LINE_END))
+    `render` writes for the same values, byte for byte. One `format()` call joins the fields:
+    PostgreSQL pays per function call, and a million rows make every call count."""
+    placeholders, values = zip(
+        *(_sql_field(column, value) for column, value in fields), strict=True
+    )
+    template = DELIMITER.join(placeholders) + LINE_END
+    line = func.format(literal(template), *values, type_=String)
     return func.convert_to(line, literal_column("'UTF8'"), type_=LargeBinary)
 
 
