@@ -7,7 +7,7 @@ from the same snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,10 +59,17 @@ def _streamed(
     """
     compiled = statement.compile(dialect=connection.dialect)
     # Only types psycopg adapts by itself (text, numbers, timestamps): no bind processors to run.
+    with streamed_sql(connection, compiled.string, compiled.params, binary=binary) as rows:
+        yield rows
+
+
+@contextmanager
+def streamed_sql(
+    connection: Connection, statement: str, params: Mapping[str, Any], *, binary: bool = False
+) -> Iterator[Iterator[Any]]:
+    """`_streamed` for SQL text with psycopg's %(name)s parameters."""
     with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-        rows = cursor.stream(
-            compiled.string, compiled.params, binary=binary, size=STREAM_BATCH_ROWS
-        )
+        rows = cursor.stream(statement, params, binary=binary, size=STREAM_BATCH_ROWS)
         try:
             yield rows
         finally:
