@@ -6,6 +6,7 @@ failing) is reported as not measured with the reason, and the others still run.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import platform
 import statistics
@@ -29,6 +30,7 @@ from bench import (
     jobs,
     paced,
     pgbench,
+    report_split,
     services,
     soak,
     webhooks,
@@ -53,8 +55,8 @@ EMPTY_REPORT = {"desde": "2000-01-01", "hasta": "2000-01-02", "formato": "csv"}
 REPORTS_WORKER = "worker-reports"
 BULK_WORKER = "worker-bulk"
 API = "api"
-# A 1M-row report in 15 s, and a 1M-customer seed in 3 min, as rates that apply to any size.
-CSV_ROWS_PER_SECOND = 1_000_000 / 15
+# A 1M-row csv report in 10 s, and a 1M-customer seed in 3 min, as rates that apply to any size.
+CSV_ROWS_PER_SECOND = 1_000_000 / 10
 SEED_SECONDS_PER_MILLION = 180
 RSS_GROWTH_MB = 64
 
@@ -508,7 +510,7 @@ def loyalty_figures(context: Context) -> list[Figure]:
     ]
 
 
-# 5. A report of every customer, beside the bare writers.
+# 5. A report of every customer: the csv job beside PostgreSQL alone, its split, and the xlsx.
 
 
 def every_customer_figures(context: Context) -> list[Figure]:
@@ -516,21 +518,35 @@ def every_customer_figures(context: Context) -> list[Figure]:
     xlsx_run = jobs.report(context.client, {**EVERY_CUSTOMER, "formato": "excel"})
     peak = services.peak_rss_mb(context.process(REPORTS_WORKER))
     rows = int(csv_run.job["result"]["row_count"])
+    params = csv_run.job["params"]
+    copy = copy_baseline.seconds(context.dataset.url, params, context.log)
+    files = {path: context.work_dir / f"split-{path}.csv" for path in report_split.PATHS}
+    splits = {
+        path: report_split.measure(context.dataset.url, params, path, file)
+        for path, file in files.items()
+    }
+    same = filecmp.cmp(files["postgresql_records"], files["python_values"], shallow=False)
+    plan = report_split.explain(context.dataset.url, params)
+    (services.LOG_DIR / "every-customer-plan.txt").write_text(plan.text + "\n")
     people = writers.sample_people(context.dataset.url)
-    csv_seconds = writers.csv_seconds(people, rows)
     xlsx_seconds = writers.xlsx_seconds(people, rows)
     idle = context.idle_rss_mb
+    claimed_to_stored = _job_seconds(csv_run.job, "started_at", "finished_at")
+    # 1M rows in 10 s (issue 16 item 5), as a rate that applies to any size.
+    limit = rows / CSV_ROWS_PER_SECOND
     return [
         Figure(
-            "every_customer_csv_rows_per_s",
-            "report of every customer (`monto_minimo=0`), csv",
-            "rows/s",
-            rows / csv_run.seconds,
-            rows / csv_seconds,
-            "csv module writing the same rows",
-            Target("≥ 66,667 rows/s (1M rows ≤ 15 s)", at_least=CSV_ROWS_PER_SECOND),
-            f"{rows:,} rows in {csv_run.seconds:.2f} s (POST → `succeeded`)",
+            "every_customer_csv_seconds",
+            "report of every customer (`monto_minimo=0`), csv: job claimed → file stored",
+            "s",
+            claimed_to_stored,
+            copy,
+            "psql COPY of the worker's aggregate to /dev/null",
+            Target(f"≤ {limit:.2f} s ({rows:,} rows; 1M rows ≤ 10 s)", at_most=limit),
+            f"{rows:,} rows, {int(csv_run.job['result']['size_bytes']) / 1e6:,.0f} MB, "
+            f"{rows / claimed_to_stored:,.0f} rows/s; POST → `succeeded` {csv_run.seconds:.2f} s",
         ),
+        *_split_figures(splits, plan, same),
         Figure(
             "every_customer_xlsx_seconds",
             "report of every customer, xlsx",
@@ -554,6 +570,67 @@ def every_customer_figures(context: Context) -> list[Figure]:
             else None,
         ),
     ]
+
+
+def _split_figures(
+    splits: dict[str, report_split.Split], plan: report_split.Plan, same: bool
+) -> list[Figure]:
+    """The worker's csv path (PostgreSQL writes the records) beside the path before it (Python
+    values through the csv module), part by part, rendered in the bench process."""
+    new, old = splits["postgresql_records"], splits["python_values"]
+    before = "Python values + csv module (the path before)"
+    parts = [
+        (
+            "first_rows",
+            "PostgreSQL: statement → first rows (aggregate, join, sort)",
+            new.first_rows,
+            old.first_rows,
+            f"EXPLAIN ANALYZE of the records statement: {plan.execution_seconds:.2f} s; "
+            f"{plan.summary}",
+        ),
+        (
+            "fetch",
+            "fetch: the other rows into Python (psycopg, binary)",
+            new.fetch,
+            old.fetch,
+            f"{new.rows:,} rows: {new.fetch / max(new.rows, 1) * 1e6:.2f} µs a row against "
+            f"{old.fetch / max(old.rows, 1) * 1e6:.2f}",
+        ),
+        (
+            "write",
+            "write: header + records joined into the file",
+            new.write,
+            old.write,
+            f"{new.write / max(new.rows, 1) * 1e6:.2f} µs a row against "
+            f"{old.write / max(old.rows, 1) * 1e6:.2f} (csv module, formula check per value)",
+        ),
+        (
+            "total",
+            "whole render in one process",
+            new.total,
+            old.total,
+            f"the same {new.size_bytes:,} bytes both ways"
+            if same
+            else f"THE FILES DIFFER: {new.size_bytes:,} against {old.size_bytes:,} bytes",
+        ),
+    ]
+    return [
+        Figure(
+            f"every_customer_csv_split_{key}",
+            f"every-customer csv, split: {name}",
+            "s",
+            measured,
+            baseline,
+            before,
+            None,
+            note,
+        )
+        for key, name, measured, baseline, note in parts
+    ]
+
+
+def _job_seconds(job: jobs.Job, start: str, end: str) -> float:
+    return (datetime.fromisoformat(job[end]) - datetime.fromisoformat(job[start])).total_seconds()
 
 
 # 6. The soak: lookups and export jobs at a steady rate for minutes (bench/soak.py).
