@@ -18,7 +18,7 @@ from bench import layers_app, services, turns
 from harness import servers
 from shared.settings import Settings
 
-ROUNDS = 4
+ROUNDS = 6
 # Ten servers at once against one PostgreSQL (max_connections 100, shared with the bench's own
 # stack): a smaller lookup pool each, the same for every variant. One process saturated by wrk
 # keeps far fewer queries in flight than this.
