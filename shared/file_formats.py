@@ -19,6 +19,8 @@ class FileType:
 CSV = FileType("csv", "text/csv; charset=utf-8")
 XLSX = FileType("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 TXT = FileType("txt", "text/plain; charset=utf-8")
+# JSON Lines (bulk exports): one JSON document per line.
+JSONL = FileType("jsonl", "application/x-ndjson; charset=utf-8")
 
 # By the `formato` a client asks for (shared.job_params validates the names and aliases).
-BY_FORMATO: dict[str, FileType] = {"csv": CSV, "excel": XLSX, "txt": TXT}
+BY_FORMATO: dict[str, FileType] = {"csv": CSV, "excel": XLSX, "txt": TXT, "jsonl": JSONL}

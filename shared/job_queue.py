@@ -22,14 +22,20 @@ from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-# Separate queues, separate workers: a quick export never waits behind a long report.
-QUEUES = {JobType.EXPORT_CLIENTE: "exports", JobType.REPORTE_FIDELIZACION: "reports"}
+# Separate queues, separate workers: a quick export never waits behind a long report, and
+# neither waits behind a bulk export of every customer.
+QUEUES = {
+    JobType.EXPORT_CLIENTE: "exports",
+    JobType.REPORTE_FIDELIZACION: "reports",
+    JobType.EXPORTACION_MASIVA: "bulk",
+}
 # The scheduler's sweeps have a queue of their own, consumed by both workers: a backlog of
 # exports (or a long report) never holds back the sweeps that recover jobs and delete files.
 SWEEPS_QUEUE = "sweeps"
 TASK_NAMES = {
     JobType.EXPORT_CLIENTE: "jobs.export_cliente",
     JobType.REPORTE_FIDELIZACION: "jobs.reporte_fidelizacion",
+    JobType.EXPORTACION_MASIVA: "jobs.exportacion_masiva",
 }
 # Webhook deliveries have their own queue and worker: a receiver that hangs for its whole
 # timeout never delays an export or a report.

@@ -54,6 +54,7 @@ class Status(StrEnum):
 class JobType(StrEnum):
     EXPORT_CLIENTE = "export_cliente"
     REPORTE_FIDELIZACION = "reporte_fidelizacion"
+    EXPORTACION_MASIVA = "exportacion_masiva"
 
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.EXPIRED})
@@ -115,6 +116,7 @@ PUBLIC_COLUMNS = (
     Job.status,
     Job.params,
     Job.progress,
+    Job.rows_written,
     Job.created_at,
     Job.started_at,
     Job.finished_at,
@@ -222,6 +224,7 @@ def claim(job_id: uuid.UUID) -> Update:
             attempts=Job.attempts + 1,
             started_at=func.now(),
             progress=0,
+            rows_written=None,
             error=null(),  # SQL NULL: None would be stored as the JSON value null
             publish_pending=False,  # a message reached a worker after all
         )
@@ -229,7 +232,9 @@ def claim(job_id: uuid.UUID) -> Update:
     )
 
 
-def heartbeat(job_id: uuid.UUID, attempt: int, progress: int | None = None) -> Update:
+def heartbeat(
+    job_id: uuid.UUID, attempt: int, progress: int | None = None, rows_written: int | None = None
+) -> Update:
     """Still alive (and how far). No row back: the job was canceled or taken over — stop."""
     statement = (
         update(Job)
@@ -239,6 +244,8 @@ def heartbeat(job_id: uuid.UUID, attempt: int, progress: int | None = None) -> U
     )
     if progress is not None:
         statement = statement.values(progress=progress)
+    if rows_written is not None:
+        statement = statement.values(rows_written=rows_written)
     return statement
 
 
@@ -249,8 +256,10 @@ def succeed(
     result: Mapping[str, Any],
     storage_key: str,
     result_ttl: timedelta,
+    rows_written: int | None = None,
 ) -> Select[Any]:
     succeeded = _transition(Status.SUCCEEDED, Job.id == job_id, _owned_by(attempt)).values(
+        rows_written=rows_written,
         progress=100,
         finished_at=func.now(),
         expires_at=func.now() + result_ttl,
@@ -272,7 +281,7 @@ def release(job_id: uuid.UUID, attempt: int) -> Update:
     """running → queued after a transient error, for the retry to claim again."""
     return (
         _transition(Status.QUEUED, Job.id == job_id, _owned_by(attempt))
-        .values(progress=None)
+        .values(progress=None, rows_written=None)
         .returning(Job.id)
     )
 
@@ -354,7 +363,7 @@ def requeue_stale_running(stale_after: timedelta) -> Update:
     stale = _stale(Status.RUNNING, stale_after, Job.attempts < MAX_ATTEMPTS)
     return (
         _transition(Status.QUEUED, Job.id.in_(stale))
-        .values(progress=None)
+        .values(progress=None, rows_written=None)
         .returning(Job.id, Job.type)
     )
 

@@ -158,7 +158,10 @@ class Job(Base):
             "status IN ('queued', 'running', 'succeeded', 'failed', 'canceled', 'expired')",
             name="status_valido",
         ),
-        CheckConstraint("type IN ('export_cliente', 'reporte_fidelizacion')", name="type_valido"),
+        CheckConstraint(
+            "type IN ('export_cliente', 'reporte_fidelizacion', 'exportacion_masiva')",
+            name="type_valido",
+        ),
         Index("ix_jobs_owner_created", "api_key_id", text("created_at DESC"), text("id DESC")),
         # The scheduler's sweeps only ever look at live or expirable jobs.
         Index(
@@ -181,6 +184,8 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_id: Mapped[str | None] = mapped_column(String(64))
     progress: Mapped[int | None] = mapped_column(SmallInteger)
+    # A bulk export's rows written so far (SPEC §9); null for the other job types.
+    rows_written: Mapped[int | None] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -198,6 +203,22 @@ class Job(Base):
 
     def __str__(self) -> str:
         return f"{self.type} {self.id} ({self.status})"
+
+
+class JobInput(Base):
+    """The id and document lists of a bulk export (SPEC §10), up to 100,000 entries each: kept
+    apart from `jobs.params` (which holds their counts and digest), so that reading or listing a
+    job never carries them. The worker joins them in SQL; they never go through its memory."""
+
+    __tablename__ = "job_inputs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    ids: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
+    # The documents as pairs at the same index: type code (upper case) and number.
+    codigos: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    numeros: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
 
 class WebhookEndpoint(Base):

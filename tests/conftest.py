@@ -142,19 +142,20 @@ WORKER_SETTINGS = {
 
 
 class Workers:
-    """The run's export, report and webhook workers and the scheduler. A fault test may kill or
-    stop any of them; `start()` starts again whichever is not running."""
+    """The run's export, report, bulk and webhook workers and the scheduler. A fault test may
+    kill or stop any of them; `start()` starts again whichever is not running."""
 
     def __init__(self, env: dict[str, str], schedule_file: str, label: str = "") -> None:
         # `label` names the logs of a second set of workers apart from the run's.
         self.exports, self.exports_metrics = self._worker("worker-exports", label, env)
         self.reports, self.reports_metrics = self._worker("worker-reports", label, env)
+        self.bulk, self.bulk_metrics = self._worker("worker-bulk", label, env)
         self.webhooks, self.webhooks_metrics = self._worker("worker-webhooks", label, env)
         scheduler = servers.replace_options(
             servers.procfile_argv("scheduler"), {"--schedule": schedule_file}
         )
         self.scheduler = servers.Process(f"scheduler{label}", scheduler, env)
-        self.all = (self.exports, self.reports, self.webhooks, self.scheduler)
+        self.all = (self.exports, self.reports, self.bulk, self.webhooks, self.scheduler)
 
     @staticmethod
     def _worker(name: str, label: str, env: dict[str, str]) -> tuple[servers.Process, str]:

@@ -71,6 +71,7 @@ class RenderedFile:
     filename: str
     content_type: str
     row_count: int  # data rows: purchases for an export, customers for a report
+    not_found: int | None = None  # a bulk export's documents that matched no customer
 
 
 class ClienteNotFound(Exception):

@@ -7,12 +7,12 @@ from the same snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TypeVarTuple, overload
+from typing import Any, TypeVarTuple, overload
 
 from sqlalchemy import (
     ColumnElement,
@@ -54,8 +54,17 @@ def _streamed(
     """
     compiled = statement.compile(dialect=connection.dialect)
     # Only types psycopg adapts by itself (text, numbers, timestamps): no bind processors to run.
+    with streamed_sql(connection, compiled.string, compiled.params) as rows:
+        yield rows
+
+
+@contextmanager
+def streamed_sql(
+    connection: Connection, statement: str, params: Mapping[str, Any]
+) -> Iterator[Iterator[Any]]:
+    """`_streamed` for SQL text with psycopg's %(name)s parameters."""
     with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-        rows = cursor.stream(compiled.string, compiled.params, size=STREAM_BATCH_ROWS)
+        rows = cursor.stream(statement, params, size=STREAM_BATCH_ROWS)
         try:
             yield rows
         finally:

@@ -32,11 +32,12 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from services.export_worker import exports, metrics, shutdown
+from services.export_worker import bulk, exports, metrics, shutdown
 from services.export_worker.celery_app import settings, task
+from services.export_worker.renderers.excel import TooManyRows
 from shared import db, job_queue, jobs, storage, webhooks
 from shared.job_events import announce
-from shared.job_params import ExportParams, InvalidParams, ReportParams
+from shared.job_params import BulkExportParams, ExportParams, InvalidParams, ReportParams
 from shared.jobs import JobError, JobType
 from shared.logs import request_id_var
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 1.0
 EXPORT_TIME_LIMIT_SECONDS = 5 * 60
 REPORT_TIME_LIMIT_SECONDS = 60 * 60
+BULK_TIME_LIMIT_SECONDS = 60 * 60
 HARD_LIMIT_GRACE_SECONDS = 60
 # Celery's own retry budget per message, beyond the job's attempts (jobs.MAX_ATTEMPTS): when it
 # runs out the message is dropped, and the job, still queued, is published again by the scheduler.
@@ -98,6 +100,7 @@ class Heartbeat:
         self._engine = engine
         self._job = job
         self._progress: int | None = None
+        self._rows_written: int | None = None
         self._lost = threading.Event()
         self._stopped = threading.Event()
         # A thread starts with an empty context: give it this one, so that its log lines carry
@@ -125,6 +128,11 @@ class Heartbeat:
         self._progress = max(0, min(100, int(percent)))
         self.check()
 
+    def rows_written(self, count: int) -> None:
+        """A bulk export's rows so far, sent with the next beat; stop if the job is lost."""
+        self._rows_written = count
+        self.check()
+
     def check(self) -> None:
         if self._lost.is_set():
             raise JobLost
@@ -137,7 +145,9 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stopped.wait(HEARTBEAT_SECONDS):
             try:
-                beat = jobs.heartbeat(self._job.id, self._job.attempt, self._progress)
+                beat = jobs.heartbeat(
+                    self._job.id, self._job.attempt, self._progress, self._rows_written
+                )
                 alive = db.execute_alone(self._engine, beat)
             except Exception as error:
                 # The render will meet the same outage and decide; keep beating meanwhile.
@@ -151,13 +161,13 @@ class Heartbeat:
 T = TypeVar("T")
 
 # Renderers by job type: each reads the job's params and writes the file to `out`.
-Renderer = Callable[[Connection, Mapping[str, Any], BinaryIO, Heartbeat], exports.RenderedFile]
+Renderer = Callable[[Connection, ClaimedJob, BinaryIO, Heartbeat], exports.RenderedFile]
 
 
 def _render_export(
-    connection: Connection, params: Mapping[str, Any], out: BinaryIO, heartbeat: Heartbeat
+    connection: Connection, job: ClaimedJob, out: BinaryIO, heartbeat: Heartbeat
 ) -> exports.RenderedFile:
-    export = ExportParams.from_json(params)
+    export = ExportParams.from_json(job.params)
     return exports.render_export_cliente(
         connection,
         cliente_id=export.cliente_id,
@@ -169,9 +179,9 @@ def _render_export(
 
 
 def _render_report(
-    connection: Connection, params: Mapping[str, Any], out: BinaryIO, heartbeat: Heartbeat
+    connection: Connection, job: ClaimedJob, out: BinaryIO, heartbeat: Heartbeat
 ) -> exports.RenderedFile:
-    report = ReportParams.from_json(params, ZoneInfo(settings.timezone))
+    report = ReportParams.from_json(job.params, ZoneInfo(settings.timezone))
     return exports.render_reporte_fidelizacion(
         connection,
         desde=report.desde,
@@ -184,17 +194,35 @@ def _render_report(
     )
 
 
+def _render_bulk(
+    connection: Connection, job: ClaimedJob, out: BinaryIO, heartbeat: Heartbeat
+) -> exports.RenderedFile:
+    timezone = ZoneInfo(settings.timezone)
+    return bulk.render_exportacion_masiva(
+        connection,
+        job_id=job.id,
+        params=BulkExportParams.from_json(job.params, timezone),
+        out=out,
+        generated_at=datetime.now(UTC),
+        timezone=timezone,
+        on_progress=heartbeat.report,
+        on_rows=heartbeat.rows_written,
+    )
+
+
 RENDERERS: Mapping[JobType, Renderer] = {
     JobType.EXPORT_CLIENTE: _render_export,
     JobType.REPORTE_FIDELIZACION: _render_report,
+    JobType.EXPORTACION_MASIVA: _render_bulk,
 }
 # Reports read a window of history, where a replica's lag of a moment does not matter: with
 # READ_DATABASE_URL set they read the replica. An export reads the primary: its customer may
-# have been created a moment ago.
+# have been created a moment ago; a bulk export's lists were written by the API a moment ago.
 READS_FROM_REPLICA = frozenset({JobType.REPORTE_FIDELIZACION})
 TIME_LIMITS = {
     JobType.EXPORT_CLIENTE: EXPORT_TIME_LIMIT_SECONDS,
     JobType.REPORTE_FIDELIZACION: REPORT_TIME_LIMIT_SECONDS,
+    JobType.EXPORTACION_MASIVA: BULK_TIME_LIMIT_SECONDS,
 }
 
 
@@ -226,6 +254,8 @@ def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, A
             "row_count": rendered.row_count,
             "sha256": _sha256(path),
         }
+        if rendered.not_found is not None:
+            result["not_found"] = rendered.not_found
         _waiting_out_storage_outages(job, heartbeat, lambda: storage.get_storage().save(key, path))
     return key, result
 
@@ -241,7 +271,7 @@ def _render(
             # limit bounds it instead.
             timeout_ms = str(TIME_LIMITS[job.type] * 1000)
             connection.execute(select(func.set_config("statement_timeout", timeout_ms, True)))
-            return RENDERERS[job.type](connection, job.params, out, heartbeat)
+            return RENDERERS[job.type](connection, job, out, heartbeat)
 
 
 def _waiting_out_storage_outages(job: ClaimedJob, heartbeat: Heartbeat, step: Callable[[], T]) -> T:
@@ -319,7 +349,11 @@ def _succeed(engine: Engine, job: ClaimedJob) -> None:
     with shutdown.interruptible():
         key, result = _render_and_store(engine, job)
     ttl = timedelta(seconds=settings.result_ttl_seconds)
-    succeeded = jobs.succeed(job.id, job.attempt, result=result, storage_key=key, result_ttl=ttl)
+    # A bulk export's rows_written ends at the file's row count; the other types report none.
+    rows = result["row_count"] if job.type is JobType.EXPORTACION_MASIVA else None
+    succeeded = jobs.succeed(
+        job.id, job.attempt, result=result, storage_key=key, result_ttl=ttl, rows_written=rows
+    )
     if _finish(engine, job, succeeded, jobs.Status.SUCCEEDED):
         log.info(
             "job %s succeeded",
@@ -397,6 +431,9 @@ def _attempt(engine: Engine, job: ClaimedJob) -> int | None:
         _fail(engine, job, JobError("cliente_not_found", str(error) or "Customer not found."))
     except InvalidParams as error:
         _fail(engine, job, JobError("invalid_params", str(error)))
+    except TooManyRows as error:
+        message = f"{error}: ask for csv or jsonl, or narrow the filters."
+        _fail(engine, job, JobError("too_many_rows", message))
     except SoftTimeLimitExceeded:
         limit = TIME_LIMITS[job.type]
         _fail(engine, job, JobError("time_limit", f"The job ran longer than {limit} s."))
@@ -466,4 +503,9 @@ def export_cliente(self: Task, job_id: str) -> None:
 
 @_job_task(JobType.REPORTE_FIDELIZACION)
 def reporte_fidelizacion(self: Task, job_id: str) -> None:
+    run(self, job_id)
+
+
+@_job_task(JobType.EXPORTACION_MASIVA)
+def exportacion_masiva(self: Task, job_id: str) -> None:
     run(self, job_id)

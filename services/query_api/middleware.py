@@ -113,7 +113,16 @@ class TrailingSlashMiddleware:
 
 
 MAX_BODY_BYTES = 1024 * 1024
+# Bulk exports take lists of up to 100,000 documents (about 6.5 MB of compact JSON, more when
+# pretty-printed); every other endpoint keeps MAX_BODY_BYTES.
+BULK_EXPORT_PATH = "/api/exportaciones"
+MAX_BULK_BODY_BYTES = 16 * 1024 * 1024
 MAX_QUERY_BYTES = 4096
+
+
+def max_body_bytes(path: str) -> int:
+    """The body limit of a request to `path` (with or without its trailing slash)."""
+    return MAX_BULK_BODY_BYTES if path.rstrip("/") == BULK_EXPORT_PATH else MAX_BODY_BYTES
 
 
 # Set in the scope by the HTTP protocol (server_limits) when the process holds more connections
@@ -140,11 +149,10 @@ class RequestLimitsMiddleware(HttpMiddleware):
                 scope, receive, send, 414, f"The query string exceeds {MAX_QUERY_BYTES} bytes."
             )
             return
+        limit = max_body_bytes(scope.get("path", ""))
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > MAX_BODY_BYTES):
-                await _refuse(
-                    scope, receive, send, 413, f"The body exceeds {MAX_BODY_BYTES} bytes."
-                )
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await _refuse(scope, receive, send, 413, f"The body exceeds {limit} bytes.")
                 return
         received = 0
 
@@ -152,8 +160,8 @@ class RequestLimitsMiddleware(HttpMiddleware):
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > MAX_BODY_BYTES:  # a chunked body with no Content-Length
-                raise HTTPException(413, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+            if received > limit:  # a chunked body with no Content-Length
+                raise HTTPException(413, f"The body exceeds {limit} bytes.")
             return message
 
         await self.app(scope, counting_receive, send)

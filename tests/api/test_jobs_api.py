@@ -40,6 +40,7 @@ JOB_FIELDS = {
     "status",
     "params",
     "progress",
+    "rows_written",
     "created_at",
     "started_at",
     "finished_at",

@@ -117,6 +117,12 @@ _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 _PHONE_NUMBER = re.compile(r"\+[0-9][0-9 ()-]{5,}[0-9]")
 
 
+def number_or_phone_pattern() -> str:
+    """The text left as it is although it starts with + or -, as one regular expression (the
+    bulk export applies the same rule in SQL)."""
+    return f"{_PLAIN_NUMBER.pattern}|{_PHONE_NUMBER.pattern}"
+
+
 def _is_number_or_phone(text: str) -> bool:
     return bool(_PLAIN_NUMBER.fullmatch(text) or _PHONE_NUMBER.fullmatch(text))
 

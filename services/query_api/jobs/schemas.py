@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
 
 from services.query_api.jobs import links
+from shared.job_params import MAX_LISTA
 from shared.jobs import JobType, Status
 
 
@@ -32,6 +33,10 @@ class JobResult(BaseModel):
     size_bytes: int
     row_count: int
     sha256: str
+    not_found: int | None = Field(
+        None,
+        description="A bulk export by documents: how many of them matched no customer.",
+    )
     download_url: str
     signed_url: str | None = Field(
         None,
@@ -50,6 +55,9 @@ class Job(BaseModel):
     status: Status
     params: dict[str, Any]
     progress: int | None = Field(ge=0, le=100)
+    rows_written: int | None = Field(
+        None, description="A bulk export's rows written so far; null for the other job types."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -91,3 +99,112 @@ class ReportBody(BaseModel):
     hasta: str | None = Field(None, examples=["2026-11-26"])
     monto_minimo: str | int | float | None = Field(None, examples=["5000000"])
     formato: str | None = Field(None, examples=["excel", "csv"])
+
+
+class BulkDocumento(BaseModel):
+    tipo_documento: str = Field(examples=["CC"], description="The type's code, any case.")
+    numero_documento: str = Field(examples=["1020304050"])
+
+
+class BulkFiltro(BaseModel):
+    """Every filter is optional; those given combine with AND."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[int] | None = Field(
+        None, min_length=1, max_length=MAX_LISTA, description="Customer ids."
+    )
+    documentos: list[BulkDocumento] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_LISTA,
+        description="Documents; those that match no customer are counted in `result.not_found`.",
+    )
+    q: str | None = Field(None, description="Case-insensitive text in name, surname or e-mail.")
+    activo: bool | None = None
+    tipo_documento: str | None = Field(None, examples=["CC"], description="A type's code.")
+    registrados_desde: str | None = Field(
+        None,
+        examples=["2026-01-01"],
+        description="Registered on or after: a date (midnight, TIMEZONE) or ISO 8601 datetime.",
+    )
+    registrados_hasta: str | None = Field(None, description="Registered before.")
+    compras_desde: str | None = Field(
+        None,
+        description="Has a completed purchase on or after this moment (and before "
+        "`compras_hasta`, when given).",
+    )
+    compras_hasta: str | None = None
+
+
+class BulkExportBody(BaseModel):
+    """POST body of `exportaciones` (SPEC §10). Documents the operation; the API checks the body
+    with `shared.job_params.parse_bulk_export`, which is fast enough for 100,000 documents."""
+
+    model_config = ConfigDict(extra="forbid")
+    formato: str | None = Field(
+        None,
+        examples=["csv", "excel", "jsonl"],
+        description="csv (default), excel (alias xlsx) or jsonl",
+    )
+    incluir_compras: bool | None = Field(
+        None,
+        description="One row per purchase, the customer's fields repeated (csv, excel), or a "
+        "`compras` array in each customer's line (jsonl). Default false: one row per customer.",
+    )
+    filtro: BulkFiltro | None = None
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its nested models written in place: a route's own
+    `requestBody` cannot point into `#/$defs` (that would mean the OpenAPI document's root)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+BULK_EXPORT_REQUEST_BODY: dict[str, Any] = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": inline_schema(BulkExportBody),
+            "examples": {
+                "documentos": {
+                    "summary": "The customers of a list of documents, with their purchases",
+                    "value": {
+                        "formato": "csv",
+                        "incluir_compras": True,
+                        "filtro": {
+                            "documentos": [
+                                {"tipo_documento": "CC", "numero_documento": "1020304050"},
+                                {"tipo_documento": "NIT", "numero_documento": "900123456-7"},
+                            ]
+                        },
+                    },
+                },
+                "filtros": {
+                    "summary": "Active customers with a completed purchase in November, jsonl",
+                    "value": {
+                        "formato": "jsonl",
+                        "filtro": {
+                            "activo": True,
+                            "compras_desde": "2026-11-01",
+                            "compras_hasta": "2026-12-01",
+                        },
+                    },
+                },
+                "todos": {"summary": "Every customer, one csv row each", "value": {}},
+            },
+        }
+    },
+}

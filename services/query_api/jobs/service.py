@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import Row, exists, select
+from sqlalchemy import Row, exists, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.query_api import cursors, metrics
@@ -20,9 +20,15 @@ from services.query_api.auth import Principal
 from services.query_api.jobs import events, repository
 from services.query_api.problems import NotFound, Problem
 from shared import job_events, job_queue, jobs, storage, webhooks
-from shared.job_params import ExportParams, InvalidParams, ReportParams
+from shared.job_params import (
+    BulkExportParams,
+    BulkLists,
+    ExportParams,
+    InvalidParams,
+    ReportParams,
+)
 from shared.jobs import JobType, Status
-from shared.models import Cliente
+from shared.models import Cliente, JobInput, TipoDocumento
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +37,13 @@ PUBLISH_TIMEOUT_SECONDS = 5.0
 # How soon a key at its cap of active jobs should try again.
 ACTIVE_CAP_RETRY_AFTER_SECONDS = 10
 # How soon a client should look again: exports take a moment, reports longer.
-RETRY_AFTER_SECONDS = {JobType.EXPORT_CLIENTE: 1, JobType.REPORTE_FIDELIZACION: 5}
+RETRY_AFTER_SECONDS = {
+    JobType.EXPORT_CLIENTE: 1,
+    JobType.REPORTE_FIDELIZACION: 5,
+    JobType.EXPORTACION_MASIVA: 2,
+}
 
-JobParams = ExportParams | ReportParams
+JobParams = ExportParams | ReportParams | BulkExportParams
 # Parses the request's parameters as of a moment: defaults such as "the last 30 days" depend on
 # it, so a replayed Idempotency-Key is checked against the moment the job was first made.
 ParseParams = Callable[[datetime], JobParams]
@@ -120,7 +130,25 @@ async def _insert(
         created_at=created_at,
     )
     created: Row[Any] | None = (await connection.execute(statement)).first()
+    if created is not None and isinstance(params, BulkExportParams) and params.lists:
+        await _insert_lists(connection, created.id, params.lists)
     return created
+
+
+async def _insert_lists(connection: AsyncConnection, job_id: uuid.UUID, lists: BulkLists) -> None:
+    """A bulk export's lists, in the job's transaction: one row, each list one array parameter
+    (never a bind parameter per entry)."""
+    await connection.execute(
+        insert(JobInput).values(
+            job_id=job_id, ids=lists.ids, codigos=lists.codigos, numeros=lists.numeros
+        )
+    )
+
+
+async def document_codes(db: AsyncEngine) -> frozenset[str]:
+    """Every document type code, for a bulk export's documents to be checked against."""
+    async with db.connect() as connection:
+        return frozenset((await connection.scalars(select(TipoDocumento.codigo))).all())
 
 
 async def _by_idempotency_key(

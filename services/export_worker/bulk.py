@@ -1,0 +1,485 @@
+"""Bulk exports (SPEC §10): which customers a job selects, and the file of them.
+
+One statement selects the rows, ordered by customer id, and they stream straight into the file:
+no query per customer, and the id and document lists never enter this process (PostgreSQL
+joins them from `job_inputs`, where the API stored them as arrays).
+
+- csv and jsonl: PostgreSQL writes the rows itself (`COPY (SELECT …) TO STDOUT`), one row per
+  chunk, and this process only moves bytes: about 0.5 µs a row here, against ~7 µs for a row
+  through psycopg's row objects and the csv module. The SPEC §5 rules are kept in the SQL, built
+  from the renderers' own definitions (column kinds, formula triggers, the number and phone
+  patterns that stay bare), and `tests/worker/test_bulk_sql.py` checks the SQL escaping against
+  `renderers.escape_formula`.
+- excel: typed rows stream into the excel renderer like every other xlsx file.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
+
+import psycopg
+from sqlalchemy import Connection
+
+from services.export_worker import exports, queries
+from services.export_worker.renderers import (
+    FORMULA_ESCAPE,
+    FORMULA_TRIGGERS,
+    Column,
+    Document,
+    Kind,
+    Value,
+    number_or_phone_pattern,
+)
+from services.export_worker.renderers import csv as csv_renderer
+from services.export_worker.renderers import excel as excel_renderer
+from shared import file_formats
+from shared.job_params import BulkExportParams, BulkFilter
+from shared.models import texto_busqueda
+
+# Rows written between two looks at the job (progress, cancel) and two writes to the file.
+FLUSH_BYTES = 256 * 1024
+CRLF = b"\r\n"
+DATETIME_TEXT = "YYYY-MM-DD HH24:MI:SS"  # renderers.plain_text's "2026-10-27 14:05:00"
+# A purchase's number, date and amount: the columns the CSV writes bare (csv renderer rule).
+_BARE = frozenset({Kind.INTEGER, Kind.MONEY})
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A column of the file and the SQL of its value (typed: the excel renderer's input)."""
+
+    column: Column
+    sql: str
+
+
+CLIENTE_FIELDS = (
+    Field(Column("Id", Kind.INTEGER, 10), "c.id"),
+    *(
+        Field(column, sql)
+        for column, sql in zip(
+            exports.CLIENTE_COLUMNS,
+            (
+                "t.codigo",
+                "c.numero_documento",
+                "c.nombre",
+                "c.apellido",
+                "c.correo",
+                "c.telefono",
+                "c.fecha_registro",
+                "CASE WHEN c.activo THEN 'sí' ELSE 'no' END",
+            ),
+            strict=True,
+        )
+    ),
+    *(
+        Field(column, sql)
+        for column, sql in zip(
+            exports.TOTALES_COLUMNS,
+            ("coalesce(totales.cantidad, 0)", "coalesce(totales.monto, 0.00)"),
+            strict=True,
+        )
+    ),
+)
+COMPRA_FIELDS = tuple(
+    Field(column, sql)
+    for column, sql in zip(
+        exports.COMPRA_COLUMNS,
+        ("p.numero_factura", "p.fecha_compra", "p.monto", "p.estado", "p.descripcion"),
+        strict=True,
+    )
+)
+
+# The completed purchases' count and sum, per customer. Two plans, chosen by the filters: for
+# a list or a text search (few customers), one probe of ix_compras_cliente_fecha per customer;
+# otherwise one pass over every completed purchase, aggregated in parallel (at the small size,
+# 2.3 s against 5.3 s of probes). For jsonl with purchases, the probe also aggregates the
+# purchases themselves.
+_TOTALES_GROUPED = """LEFT JOIN (
+    SELECT p.cliente_id, count(*) AS cantidad, sum(p.monto) AS monto
+    FROM compras AS p WHERE p.estado = 'completada' GROUP BY p.cliente_id
+) AS totales ON totales.cliente_id = c.id"""
+_TOTALES = """CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE p.estado = 'completada') AS cantidad,
+        coalesce(sum(p.monto) FILTER (WHERE p.estado = 'completada'), 0.00) AS monto{lista}
+    FROM compras AS p WHERE p.cliente_id = c.id
+) AS totales"""
+_LISTA = """,
+        coalesce(json_agg(json_build_object(
+            'id', p.id, 'numero_factura', p.numero_factura, 'fecha_compra', p.fecha_compra,
+            'monto', p.monto::text, 'descripcion', p.descripcion, 'estado', p.estado
+        ) ORDER BY p.fecha_compra DESC, p.id DESC), '[]') AS lista"""
+_CLIENTE_JSON = """json_build_object(
+    'id', c.id,
+    'tipo_documento', json_build_object('id', t.id, 'codigo', t.codigo, 'nombre', t.nombre),
+    'numero_documento', c.numero_documento,
+    'nombre', c.nombre,
+    'apellido', c.apellido,
+    'nombre_completo', c.nombre || ' ' || c.apellido,
+    'correo', c.correo,
+    'telefono', c.telefono,
+    'fecha_registro', c.fecha_registro,
+    'activo', c.activo,
+    'total_compras', coalesce(totales.cantidad, 0),
+    'monto_total_compras', coalesce(totales.monto, 0.00)::text{compras})"""
+_FROM = "clientes AS c JOIN tipos_documento AS t ON t.id = c.tipo_documento_id"
+_PURCHASES = "LEFT JOIN compras AS p ON p.cliente_id = c.id"
+_ORDER = "ORDER BY c.id"
+_ORDER_WITH_PURCHASES = "ORDER BY c.id, p.fecha_compra DESC, p.id DESC"
+# The pairs of job_inputs, numbered as the client sent them.
+_DOCUMENTOS = """job_inputs AS i
+    CROSS JOIN LATERAL unnest(i.codigos, i.numeros) AS d(codigo, numero)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The customers a bulk export takes: its filters, combined with AND, as SQL conditions on
+    `c` (clientes) with their parameters."""
+
+    job_id: uuid.UUID
+    filtro: BulkFilter
+
+    @property
+    def few(self) -> bool:
+        """Whether the filters pick out a few customers (a list, a text search) rather than a
+        large share of them."""
+        f = self.filtro
+        return f.ids is not None or f.documentos is not None or f.q is not None
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        f = self.filtro
+        conditions: list[str] = []
+        params: dict[str, Any] = {"job_id": self.job_id}
+        if f.ids is not None:
+            conditions.append(
+                "c.id IN (SELECT unnest(i.ids) FROM job_inputs AS i WHERE i.job_id = %(job_id)s)"
+            )
+        if f.documentos is not None:
+            conditions.append(
+                "(c.tipo_documento_id, c.numero_documento) IN (SELECT dt.id, d.numero"
+                f" FROM {_DOCUMENTOS} JOIN tipos_documento AS dt ON dt.codigo = d.codigo"
+                " WHERE i.job_id = %(job_id)s)"
+            )
+        if f.q is not None:
+            conditions.append(f"{texto_busqueda('c')} LIKE lower(%(pattern)s)")
+            params["pattern"] = contains_pattern(f.q)
+        if f.activo is not None:
+            conditions.append("c.activo = %(activo)s")
+            params["activo"] = f.activo
+        if f.tipo_documento is not None:
+            conditions.append("t.codigo = %(tipo_documento)s")
+            params["tipo_documento"] = f.tipo_documento
+        if f.registrados_desde is not None:
+            conditions.append("c.fecha_registro >= %(registrados_desde)s")
+            params["registrados_desde"] = f.registrados_desde
+        if f.registrados_hasta is not None:
+            conditions.append("c.fecha_registro < %(registrados_hasta)s")
+            params["registrados_hasta"] = f.registrados_hasta
+        if f.por_compras:
+            window = ["w.cliente_id = c.id", "w.estado = 'completada'"]
+            if f.compras_desde is not None:
+                window.append("w.fecha_compra >= %(compras_desde)s")
+                params["compras_desde"] = f.compras_desde
+            if f.compras_hasta is not None:
+                window.append("w.fecha_compra < %(compras_hasta)s")
+                params["compras_hasta"] = f.compras_hasta
+            conditions.append(f"EXISTS (SELECT 1 FROM compras AS w WHERE {' AND '.join(window)})")
+        return " AND ".join(conditions) or "true", params
+
+
+def contains_pattern(fragment: str) -> str:
+    """A LIKE pattern matching `fragment` literally anywhere (\\ is LIKE's escape character)."""
+    escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def not_found_statement() -> str:
+    """How many of the job's documents name no customer at all (whatever the other filters)."""
+    return f"""
+SELECT count(*) FROM {_DOCUMENTOS}
+WHERE i.job_id = %(job_id)s AND NOT EXISTS (
+    SELECT 1 FROM clientes AS c JOIN tipos_documento AS t ON t.id = c.tipo_documento_id
+    WHERE t.codigo = d.codigo AND c.numero_documento = d.numero
+)"""
+
+
+def count_statement(where: str, incluir_compras: bool) -> str:
+    """How many rows the file will have: customers, or their purchases (at least one row each)."""
+    if not incluir_compras:
+        return f"SELECT count(*) FROM {_FROM} WHERE {where}"
+    return f"""
+SELECT coalesce(sum(greatest(n.filas, 1)), 0) FROM {_FROM}
+CROSS JOIN LATERAL (SELECT count(*) AS filas FROM compras AS p WHERE p.cliente_id = c.id) AS n
+WHERE {where}"""
+
+
+def _totales(few: bool, lista: bool = False) -> str:
+    if few or lista:
+        return _TOTALES.format(lista=_LISTA if lista else "")
+    return _TOTALES_GROUPED
+
+
+def rows_statement(where: str, fields: Sequence[str], *, incluir_compras: bool, few: bool) -> str:
+    """The file's rows, customer by customer in id order (and each customer's purchases newest
+    first, one row each, when `incluir_compras`)."""
+    joins = _totales(few)
+    order = _ORDER
+    if incluir_compras:
+        joins += f"\n{_PURCHASES}"
+        order = _ORDER_WITH_PURCHASES
+    return f"SELECT {', '.join(fields)}\nFROM {_FROM}\n{joins}\nWHERE {where}\n{order}"
+
+
+def jsonl_statement(where: str, *, incluir_compras: bool, few: bool) -> str:
+    """One JSON document per customer (the detail's fields; `compras` inline when asked)."""
+    compras = ",\n    'compras', totales.lista" if incluir_compras else ""
+    return (
+        f"SELECT {_CLIENTE_JSON.format(compras=compras)}::text\nFROM {_FROM}\n"
+        f"{_totales(few, incluir_compras)}\nWHERE {where}\n{_ORDER}"
+    )
+
+
+# CSV in SQL: each field as the csv renderer writes it.
+
+
+def _formula_params() -> dict[str, str]:
+    # The hyphen last in the bracket: a literal there, no escape needed.
+    triggers = "".join(sorted(FORMULA_TRIGGERS, key=lambda char: char == "-"))
+    return {
+        "formula_firsts": "".join((*FORMULA_TRIGGERS, FORMULA_ESCAPE)),
+        "formula_start": f"^[{triggers}]",
+        "formula_bare": f"^(?:{number_or_phone_pattern()})$",
+        "formula_escape": FORMULA_ESCAPE,
+    }
+
+
+FORMULA_PARAMS = _formula_params()
+
+
+def escaped_text_sql(value: str) -> str:
+    """`renderers.escape_formula` in SQL: text whose first character after any leading quotes
+    is a formula trigger, and that is not a plain number or phone number, gets one more quote.
+    The first test (one character) spares the regular expressions nearly every value."""
+    stripped = f"ltrim({value}, %(formula_escape)s)"
+    return (
+        f"CASE WHEN strpos(%(formula_firsts)s, left({value}, 1)) > 0"
+        f" AND {stripped} ~ %(formula_start)s AND {stripped} !~ %(formula_bare)s"
+        f" THEN %(formula_escape)s || {value} ELSE {value} END"
+    )
+
+
+def csv_field_sql(field: Field) -> tuple[str, bool]:
+    """The SQL of a field as CSV text, and whether COPY must quote it (every text field is
+    quoted; counts and money stay bare, so spreadsheets read them as numbers)."""
+    if field.column.kind in _BARE:
+        return field.sql, False
+    if field.column.kind is Kind.DATETIME:
+        local = f"to_char({field.sql} AT TIME ZONE %(timezone)s, '{DATETIME_TEXT}')"
+        return f"coalesce({local}, '')", True
+    return escaped_text_sql(f"coalesce({field.sql}, '')"), True
+
+
+def csv_copy_statement(select: str, quoted: Sequence[str]) -> str:
+    # The quote of every non-NULL value of the text columns; CRLF is added row by row.
+    return f"COPY ({select}) TO STDOUT (FORMAT csv, FORCE_QUOTE ({', '.join(quoted)}))"
+
+
+def jsonl_copy_statement(select: str) -> str:
+    # CSV mode with a quote and a delimiter that JSON text never holds raw (json escapes every
+    # control character), so each document comes out as it is, one per line: text mode would
+    # double its backslashes.
+    return f"COPY ({select}) TO STDOUT (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"
+
+
+# The file.
+
+
+class _Progress:
+    """Rows written so far, reported as they go: percent of `total`, and the count itself."""
+
+    def __init__(
+        self, total: int, on_progress: Callable[[int], None], on_rows: Callable[[int], None]
+    ) -> None:
+        self.total = max(total, 1)
+        self.count = 0
+        self._on_progress = on_progress
+        self._on_rows = on_rows
+
+    def add(self, rows: int) -> None:
+        self.count += rows
+        self._on_rows(self.count)
+        # 100 is for the finished file, once it is closed.
+        self._on_progress(min(99, self.count * 100 // self.total))
+
+
+def _driver(connection: Connection) -> psycopg.Connection[Any]:
+    driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    return driver
+
+
+def _scalar(connection: Connection, statement: str, params: dict[str, Any]) -> int:
+    with _driver(connection).cursor() as cursor:
+        row = cursor.execute(statement, params).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _copy_rows(
+    connection: Connection,
+    statement: str,
+    params: dict[str, Any],
+    out: BinaryIO,
+    progress: _Progress,
+    *,
+    line_end: bytes | None,
+) -> None:
+    """COPY's rows (one per chunk, each ending in LF) into `out`, with `line_end` instead of
+    that LF when given (CSV wants CRLF), FLUSH_BYTES at a time."""
+    buffer = bytearray()
+    rows = 0
+    with _driver(connection).cursor() as cursor, cursor.copy(statement, params) as copy:
+        for chunk in copy:
+            if line_end is None:
+                buffer += chunk
+            else:
+                buffer += chunk[:-1]
+                buffer += line_end
+            rows += 1
+            if len(buffer) >= FLUSH_BYTES:
+                out.write(buffer)
+                buffer.clear()
+                progress.add(rows)  # raises JobLost once the job was canceled
+                rows = 0
+    out.write(buffer)
+    progress.add(rows)
+
+
+@contextmanager
+def _typed_rows(
+    connection: Connection, statement: str, params: dict[str, Any], progress: _Progress
+) -> Iterator[Iterator[Sequence[Value]]]:
+    """The rows as Python values (for the excel renderer), counted as they are taken."""
+    with queries.streamed_sql(connection, statement, params) as stream:
+
+        def counted() -> Iterator[Sequence[Value]]:
+            taken = 0
+            for row in stream:
+                yield row
+                taken += 1
+                if taken == queries.STREAM_BATCH_ROWS:
+                    progress.add(taken)
+                    taken = 0
+            progress.add(taken)
+
+        yield counted()
+
+
+def _parameters(params: BulkExportParams, not_found: int | None) -> list[tuple[str, Value]]:
+    f = params.filtro
+    entries: list[tuple[str, Value]] = [
+        ("Formato", params.formato),
+        ("Una fila por compra", "sí" if params.incluir_compras else "no"),
+    ]
+    if f.ids is not None:
+        entries.append(("Filtro: ids (cantidad)", f.ids))
+    if f.documentos is not None:
+        entries.append(("Filtro: documentos (cantidad)", f.documentos))
+        entries.append(("Documentos no encontrados", not_found))
+    for name in ("q", "tipo_documento"):
+        if (value := getattr(f, name)) is not None:
+            entries.append((f"Filtro: {name}", value))
+    if f.activo is not None:
+        entries.append(("Filtro: activo", "sí" if f.activo else "no"))
+    for name in ("registrados_desde", "registrados_hasta", "compras_desde", "compras_hasta"):
+        if (moment := getattr(f, name)) is not None:
+            entries.append((f"Filtro: {name}", moment))
+    return entries
+
+
+def filename(
+    params: BulkExportParams, job_id: uuid.UUID, generated_at: datetime, tz: ZoneInfo
+) -> str:
+    extension = file_formats.BY_FORMATO[params.formato].extension
+    day = generated_at.astimezone(tz).date().isoformat()
+    return f"exportacion_masiva_{day}_{job_id.hex[:8]}.{extension}"
+
+
+def render_exportacion_masiva(
+    connection: Connection,
+    *,
+    job_id: uuid.UUID,
+    params: BulkExportParams,
+    out: BinaryIO,
+    generated_at: datetime,
+    timezone: ZoneInfo,
+    on_progress: Callable[[int], None],
+    on_rows: Callable[[int], None],
+) -> exports.RenderedFile:
+    """The job's file: the selected customers by id, one row each or one per purchase; the
+    documents that matched nothing are counted (`not_found`)."""
+    on_progress(0)
+    # The plans are quick to run and slow to compile: JIT took 3.4 s of a 9 s export.
+    connection.exec_driver_sql("SELECT set_config('jit', 'off', true)")
+    selection = Selection(job_id, params.filtro)
+    where, params_sql = selection.where()
+    few = selection.few
+    params_sql |= {"timezone": timezone.key}
+    not_found = None
+    if params.filtro.documentos is not None:
+        not_found = _scalar(connection, not_found_statement(), {"job_id": job_id})
+    incluir = params.incluir_compras
+    jsonl = params.formato == "jsonl"
+    total = _scalar(connection, count_statement(where, incluir and not jsonl), params_sql)
+    progress = _Progress(total, on_progress, on_rows)
+    on_rows(0)
+    fields = (*CLIENTE_FIELDS, *(COMPRA_FIELDS if incluir else ()))
+    if jsonl:
+        select = jsonl_statement(where, incluir_compras=incluir, few=few)
+        statement = jsonl_copy_statement(select)
+        _copy_rows(connection, statement, params_sql, out, progress, line_end=None)
+        content_type = file_formats.JSONL.content_type
+    elif params.formato == "csv":
+        header = Document(
+            title="Exportación masiva",
+            sheet_name="Clientes",
+            columns=[field.column for field in fields],
+            rows=(),
+            parameters=(),
+            generated_at=generated_at,
+            timezone=timezone,
+        )
+        csv_renderer.render(header, out)  # the BOM and the header row, as every csv file
+        columns = [csv_field_sql(field) for field in fields]
+        names = [f"f{index}" for index in range(len(columns))]
+        named = [f"{sql} AS {name}" for (sql, _), name in zip(columns, names, strict=True)]
+        select = rows_statement(where, named, incluir_compras=incluir, few=few)
+        quoted = [name for (_, quote), name in zip(columns, names, strict=True) if quote]
+        statement = csv_copy_statement(select, quoted)
+        _copy_rows(connection, statement, params_sql | FORMULA_PARAMS, out, progress, line_end=CRLF)
+        content_type = csv_renderer.FILE_FORMAT.content_type
+    else:
+        sqls = [field.sql for field in fields]
+        select = rows_statement(where, sqls, incluir_compras=incluir, few=few)
+        with _typed_rows(connection, select, params_sql, progress) as rows:
+            document = Document(
+                title="Exportación masiva",
+                sheet_name="Clientes",
+                columns=[field.column for field in fields],
+                rows=rows,
+                parameters=_parameters(params, not_found),
+                generated_at=generated_at,
+                timezone=timezone,
+            )
+            excel_renderer.render(document, out)
+        content_type = excel_renderer.FILE_FORMAT.content_type
+    on_progress(100)
+    return exports.RenderedFile(
+        filename=filename(params, job_id, generated_at, timezone),
+        content_type=content_type,
+        row_count=progress.count,
+        not_found=not_found,
+    )
