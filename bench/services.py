@@ -62,7 +62,7 @@ def create_key(database_url: str) -> str:
     engine = create_engine(to_psycopg_url(database_url))
     try:
         with engine.begin() as connection:
-            connection.execute(text("TRUNCATE jobs"))
+            connection.execute(text("TRUNCATE jobs CASCADE"))  # and job_inputs
             connection.execute(delete(ApiKey).where(ApiKey.name == KEY_NAME))
             connection.execute(
                 api_keys.insert_key(KEY_NAME, api_keys.SCOPES, new_key).values(
