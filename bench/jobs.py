@@ -89,7 +89,7 @@ def timed(
     client: httpx.Client,
     path: str,
     deadline_seconds: float,
-    params: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Timed:
     started = time.perf_counter()
     job = _accepted(client.post(path, json=params) if params else client.post(path))

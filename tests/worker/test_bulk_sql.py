@@ -23,6 +23,7 @@ TEXT = st.text(st.characters(exclude_characters="\x00"))
 def _sql_value(engine: Engine, expression: str, value: object) -> object:
     with engine.connect() as connection:
         driver: psycopg.Connection = connection.connection.driver_connection  # type: ignore[assignment]
+        driver.execute("SET datestyle = 'ISO, YMD'")  # as render_exportacion_masiva sets it
         params = {**bulk.FORMULA_PARAMS, "timezone": get_settings().timezone, "v": value}
         row = driver.execute(f"SELECT {expression} FROM (SELECT %(v)s AS v) AS c", params)
         return row.fetchone()[0]  # type: ignore[index]
