@@ -28,18 +28,21 @@ from bench import (
     drivers,
     fast_lane,
     jobs,
+    layers,
+    layers_app,
     paced,
     pgbench,
     report_split,
     services,
     soak,
+    turns,
     webhooks,
     writers,
     wrk,
     xlsx_writers,
 )
 from bench import dataset as datasets
-from bench.report import Figure, Results, Table, Target, not_measured
+from bench.report import Column, Figure, Results, Table, Target, not_measured
 from bench.sizes import PUBLIC_SIZES, Size
 from harness import servers
 
@@ -276,7 +279,7 @@ def lane_figures(context: Context) -> list[Figure]:
     how = f"{fast_lane.ROUNDS} rounds of {context.seconds} s each way, the order swapped each round"
     errors = sum(turn.load.errors for turn in lanes.on + lanes.off)
 
-    def per_round(measure: Callable[[fast_lane.Turn], float]) -> str:
+    def per_round(measure: Callable[[turns.Turn], float]) -> str:
         return ", ".join(f"{ratio:.2f}" for ratio in lanes.round_ratios(measure))
 
     return [
@@ -284,8 +287,8 @@ def lane_figures(context: Context) -> list[Figure]:
             "lane_cpu_us",
             "`buscar` fast lane on: API CPU per request (/proc, process tree)",
             "µs",
-            lanes.cpu_us_per_request(lanes.on),
-            lanes.cpu_us_per_request(lanes.off),
+            turns.cpu_us_per_request(lanes.on),
+            turns.cpu_us_per_request(lanes.off),
             route,
             Target("≤ 0.85× the route (saves ≥ 15%: keep the lane)", ratio_at_most=0.85),
             f"{how}; on ÷ off per round: {per_round(lambda turn: turn.cpu_us_per_request)}",
@@ -294,12 +297,96 @@ def lane_figures(context: Context) -> list[Figure]:
             "lane_rps",
             "`buscar` fast lane on: rate",
             "req/s",
-            lanes.requests_per_second(lanes.on),
-            lanes.requests_per_second(lanes.off),
+            turns.requests_per_second(lanes.on),
+            turns.requests_per_second(lanes.off),
             route,
             None,
             f"on ÷ off per round: {per_round(lambda turn: turn.load.requests_per_second)}"
             + (f"; {errors} errors (non-2xx + socket)" if errors else ""),
+        ),
+    ]
+
+
+def layer_figures(context: Context) -> list[Figure]:
+    """What each layer costs (bench/layers.py): the API with each layer off in turn and the bare
+    floor, one process each, the same load in turns; and the server A/B, uvicorn against
+    granian. Target: the API as deployed ≤ 1.10× the floor (issue 16)."""
+    sample = datasets.documents(context.dataset.url)
+    requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
+    seconds = max(5, context.seconds * 2 // 5)
+    taken = layers.measure(
+        context.env, requests, f"Bearer {context.key}", seconds, context.log, say
+    )
+    floor = taken[layers.FLOOR]
+    full = taken[layers.FULL]
+    floor_us = turns.cpu_us_per_request(floor)
+    how = f"{layers.ROUNDS} rounds of {seconds} s per server, the order rotated each round"
+
+    def per_round(variant_turns: list[turns.Turn], baseline: list[turns.Turn]) -> str:
+        ratios = turns.round_ratios(variant_turns, baseline, lambda t: t.cpu_us_per_request)
+        return ", ".join(f"{ratio:.2f}" for ratio in ratios)
+
+    rows = []
+    for variant, variant_turns in taken.items():
+        cpu = turns.cpu_us_per_request(variant_turns)
+        errors = sum(turn.load.errors for turn in variant_turns)
+        rows.append(
+            {
+                "variant": variant.label,
+                "off": layers_app.DESCRIPTIONS[variant.name],
+                "cpu_us": cpu,
+                "ratio": cpu / floor_us,
+                "saves_us": turns.cpu_us_per_request(full) - cpu,
+                "per_round": per_round(variant_turns, floor),
+                "rps": turns.requests_per_second(variant_turns),
+                "errors": errors,
+            }
+        )
+    columns = [
+        Column("variant", "server"),
+        Column("off", "switched off"),
+        Column("cpu_us", "CPU/request", "µs"),
+        Column("ratio", "÷ floor", "×"),
+        Column("saves_us", "full − this", "µs"),
+        Column("per_round", "÷ floor per round"),
+        Column("rps", "rate", "req/s"),
+        Column("errors", "errors"),
+    ]
+    note = (
+        f"`buscar` requests, wrk -t2 -c{wrk.CONNECTIONS}; {how}. CPU: the server's process tree "
+        "user + system time (/proc) over the requests completed. Unmarked rows: uvicorn + "
+        "httptools with the API's server settings (services/query_api/__main__.py)."
+    )
+    context.tables.append(Table("layers", "What each layer costs", columns, rows, note))
+    granian = taken[layers.GRANIAN_FULL]
+    return [
+        Figure(
+            "layers_full_cpu_us",
+            "`buscar`, the API as deployed: CPU per request, one process",
+            "µs",
+            turns.cpu_us_per_request(full),
+            floor_us,
+            "bare ASGI app doing the same Redis call and pool query",
+            Target("≤ 1.10× the floor", ratio_at_most=1.10),
+            f"{how}; ÷ floor per round: {per_round(full, floor)}",
+        ),
+        Figure(
+            "granian_cpu_us",
+            "`buscar`, the API served by granian: CPU per request",
+            "µs",
+            turns.cpu_us_per_request(granian),
+            turns.cpu_us_per_request(full),
+            "the same app on uvicorn + httptools",
+            Target("≤ 0.90× uvicorn (saves ≥ 10%: worth adopting)", ratio_at_most=0.90),
+            f"÷ uvicorn per round: {per_round(granian, full)}",
+        ),
+        Figure(
+            "granian_rps",
+            "`buscar`, the API served by granian: rate",
+            "req/s",
+            turns.requests_per_second(granian),
+            turns.requests_per_second(full),
+            "the same app on uvicorn + httptools",
         ),
     ]
 
@@ -827,6 +914,7 @@ def xlsx_figures(context: Context) -> list[Figure]:
 GROUPS: list[tuple[str, str, Callable[[Context], list[Figure]]]] = [
     ("buscar", "buscar", lookup_figures),
     ("lane", "buscar fast lane on and off", lane_figures),
+    ("layers", "buscar: what each layer costs, uvicorn against granian", layer_figures),
     ("drivers", "lookup SQL: SQLAlchemy async against psycopg", driver_figures),
     ("lote", "buscar/lote", lote_figures),
     ("exports", "export jobs", export_figures),
