@@ -123,9 +123,13 @@ def query_waiting_on_compras(engine: Engine) -> bool:
     with engine.connect() as connection:
         return bool(
             connection.execute(
+                # By the lock awaited, not the query's text: pg_stat_activity keeps only the
+                # first 1 kB of a query, and the csv report's names its tables after 7 kB.
                 text(
-                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname ="
-                    " current_database() AND wait_event_type = 'Lock' AND query ILIKE '%compras%')"
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
+                    " AND relation = 'compras'::regclass AND pid <> pg_backend_pid()"
+                    " AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database()))"
                 )
             ).scalar()
         )

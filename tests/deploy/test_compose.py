@@ -169,9 +169,9 @@ LOCK_HELD = (
     "SELECT count(*) FROM pg_locks WHERE relation = 'compras'::regclass "
     "AND mode = 'AccessExclusiveLock' AND granted"
 )
+# By the lock awaited: pg_stat_activity keeps only a query's first 1 kB (the csv report's is 7 kB).
 WAITING_ON_COMPRAS = (
-    "SELECT least(count(*), 1) FROM pg_stat_activity "
-    "WHERE wait_event_type = 'Lock' AND query ILIKE '%compras%'"
+    "SELECT least(count(*), 1) FROM pg_locks WHERE relation = 'compras'::regclass AND NOT granted"
 )
 
 
