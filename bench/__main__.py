@@ -59,11 +59,18 @@ def main() -> int:
         type=positive,
         help="length of the soak after its warm-up slice (180; 20 at size tiny)",
     )
+    parser.add_argument(
+        "--paced-seconds",
+        type=positive,
+        help="length of the paced (open-loop) run after its warm-up slice (300; 60 at size tiny)",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     subprocess.run([str(INSTALL_TOOLS)], check=True)
     try:
-        results = runner.run(args.size, args.duration, args.only, args.soak_seconds)
+        results = runner.run(
+            args.size, args.duration, args.only, args.soak_seconds, args.paced_seconds
+        )
     except KeyboardInterrupt:
         print("interrupted: every process the bench started was stopped", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ metrics and INFO logging on. Logs go to var/bench/logs/.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -30,6 +32,7 @@ LOG_DIR = WORK_DIR / "logs"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 WEB_CONCURRENCY = "2"
 KEY_NAME = "bench"
+GC_PROBE = Path(__file__).with_name("gc_probe")  # its sitecustomize counts collections
 # The bench key is a high-volume consumer's key: the limiter still counts every request in
 # Redis, but this quota is never what the figures measure.
 KEY_RATE_LIMIT_PER_MINUTE = 100_000_000
@@ -76,6 +79,8 @@ def create_key(database_url: str) -> str:
 
 def environment(database_url: str, key: str, port: int, work_dir: Path) -> dict[str, str]:
     redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).flushdb()
+    gc_dir = gc_directory(work_dir)
+    gc_dir.mkdir(parents=True, exist_ok=True)
     return {
         **os.environ,
         "ENVIRONMENT": "production",
@@ -100,7 +105,23 @@ def environment(database_url: str, key: str, port: int, work_dir: Path) -> dict[
         "WEBHOOK_ALLOW_PRIVATE": "true",
         "WEBHOOK_RETRY_SECONDS": "0.5,1,2,4,8,15,30",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # Every process's garbage collections, per process (bench/gc_probe/sitecustomize.py).
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(GC_PROBE), os.environ.get("PYTHONPATH")])),
+        "BENCH_GC_DIR": str(gc_dir),
     }
+
+
+def gc_directory(work_dir: Path) -> Path:
+    return work_dir / "gc"
+
+
+def gc_state(directory: Path, pid: int) -> dict[str, Any] | None:
+    """What bench/gc_probe/sitecustomize.py last wrote for process `pid`, if anything."""
+    try:
+        state: dict[str, Any] = json.loads((directory / f"{pid}.json").read_text())
+    except (OSError, ValueError):  # none yet, or being replaced
+        return None
+    return state
 
 
 @contextmanager

@@ -12,6 +12,7 @@ class Size:
     compras_por_cliente: int = 10
     seed: int = 42
     soak_seconds: int = 180  # the soak's default length (--soak-seconds)
+    paced_seconds: int = 300  # the paced run's, after its warm-up (--paced-seconds)
 
     @property
     def database(self) -> str:
@@ -26,7 +27,9 @@ class Size:
 SIZES = {
     size.name: size
     for size in (
-        Size("tiny", 5_000, soak_seconds=20),  # development only: a harness check in seconds
+        Size(
+            "tiny", 5_000, soak_seconds=20, paced_seconds=60
+        ),  # development only: a harness check in seconds
         Size("small", 100_000),
         Size("large", 1_000_000),
     )

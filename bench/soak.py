@@ -25,7 +25,7 @@ import httpx
 import psycopg
 
 from bench import dataset as datasets
-from bench import jobs, services, wrk
+from bench import jobs, probe, services, wrk
 from bench.report import Column, Figure, Table, Target, not_measured
 from shared.jobs import TERMINAL, Status
 
@@ -61,6 +61,7 @@ class Setup:
     api: services.BenchProcess
     workers: list[services.BenchProcess]
     seconds: int
+    others: list[services.BenchProcess]  # the scheduler: its CPU counts with the workers'
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class Slice:
     jobs_succeeded: int
     backlog: int  # accepted so far and not yet in a terminal status
     rss_mb: dict[str, float]  # process name → RSS of its tree
+    interval: probe.Interval  # the machine and the stores meanwhile
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +139,9 @@ class JobStream:
             self.failures.append(f"{response.status_code} {response.text[:200]}")
 
 
-def measure(setup: Setup, say: Callable[[str], None]) -> tuple[list[Figure], Table]:
+def measure(setup: Setup, say: Callable[[str], None]) -> tuple[list[Figure], list[Table]]:
     outcome = run(setup, say)
-    return figures(setup, outcome), table(setup, outcome)
+    return figures(setup, outcome), tables(setup, outcome)
 
 
 def run(setup: Setup, say: Callable[[str], None]) -> Outcome:
@@ -166,7 +168,7 @@ def run(setup: Setup, say: Callable[[str], None]) -> Outcome:
         say(f"soak: stream stopped, waiting up to {GRACE_SECONDS} s for the last jobs")
         stopped = time.monotonic()
         statuses = slice_runner.statuses()
-        while _pending(statuses) and time.monotonic() - stopped < GRACE_SECONDS:
+        while pending(statuses) and time.monotonic() - stopped < GRACE_SECONDS:
             time.sleep(0.5)
             statuses = slice_runner.statuses()
         drain_seconds = time.monotonic() - stopped
@@ -194,6 +196,9 @@ class SliceRunner:
         self.stream = stream
         self.database = database
         self.delay_ms = LOOKUP_CONNECTIONS * 1000 / LOOKUP_RATE
+        background = [*setup.workers, *setup.others]
+        self.probe = probe.Probe(setup.api, background, setup.work_dir, database)
+        self.snapshot = self.probe.snapshot()
         self.failures_before = 0
         self.accepted_before = 0
         self.succeeded_before = 0
@@ -210,6 +215,9 @@ class SliceRunner:
             delay_ms=self.delay_ms,
         )
         self.delay_ms = _next_delay(load, self.delay_ms)
+        snapshot = self.probe.snapshot()
+        interval = probe.Interval(self.snapshot, snapshot)
+        self.snapshot = snapshot
         failures = len(self.stream.failures)
         statuses = self.statuses()
         succeeded = sum(status == Status.SUCCEEDED for status in statuses.values())
@@ -220,19 +228,23 @@ class SliceRunner:
             job_post_errors=failures - self.failures_before,
             jobs_accepted=len(statuses) - self.accepted_before,
             jobs_succeeded=succeeded - self.succeeded_before,
-            backlog=_pending(statuses),
+            backlog=pending(statuses),
             rss_mb={process.name: services.tree_rss_mb(process) for process in processes},
+            interval=interval,
         )
         self.failures_before, self.accepted_before = failures, len(statuses)
         self.succeeded_before = succeeded
         return done
 
     def statuses(self) -> dict[str, str]:
-        """Every accepted job's status; an accepted job without a row shows as `no row`."""
-        accepted = list(self.stream.accepted)
-        rows = self.database.execute(STATUSES, [accepted]).fetchall()
-        found = {str(job): str(status) for job, status in rows}
-        return {job: found.get(job, "no row") for job in accepted}
+        return job_statuses(self.database, list(self.stream.accepted))
+
+
+def job_statuses(database: psycopg.Connection, accepted: list[str]) -> dict[str, str]:
+    """Every accepted job's status; an accepted job without a row shows as `no row`."""
+    rows = database.execute(STATUSES, [accepted]).fetchall()
+    found = {str(job): str(status) for job, status in rows}
+    return {job: found.get(job, "no row") for job in accepted}
 
 
 def _plan(seconds: int) -> list[int]:
@@ -250,7 +262,7 @@ def _next_delay(load: wrk.Load, delay_ms: float) -> float:
     return max(shortest_ms, LOOKUP_CONNECTIONS * 1000 / LOOKUP_RATE - overhead_ms)
 
 
-def _pending(statuses: dict[str, str]) -> int:
+def pending(statuses: dict[str, str]) -> int:
     return sum(status not in TERMINAL for status in statuses.values())
 
 
@@ -350,7 +362,7 @@ def _lost_text(outcome: Outcome) -> str:
     )
 
 
-def table(setup: Setup, outcome: Outcome) -> Table:
+def tables(setup: Setup, outcome: Outcome) -> list[Table]:
     processes = [setup.api, *setup.workers]
     columns = [
         Column("slice", "slice"),
@@ -401,7 +413,20 @@ def table(setup: Setup, outcome: Outcome) -> Table:
         "export_post_failures": outcome.post_failures,
         "exited_processes": outcome.exited,
     }
-    return Table("soak", f"Soak, {setup.seconds} s", columns, rows, note, details)
+    evidence = [
+        {"slice": done.label, **probe.row(done.interval, done.load.requests + done.jobs_accepted)}
+        for done in [outcome.warm_up, *outcome.slices]
+    ]
+    return [
+        Table("soak", f"Soak, {setup.seconds} s", columns, rows, note, details),
+        Table(
+            "soak_evidence",
+            "Soak: the machine and the stores in each slice",
+            [Column("slice", "slice"), *probe.COLUMNS],
+            evidence,
+            probe.NOTE,
+        ),
+    ]
 
 
 def _rss_key(process: services.BenchProcess) -> str:

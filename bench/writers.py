@@ -1,4 +1,4 @@
-"""In-process baselines: the bare file writers and Faker, on rows shaped like the report's.
+"""In-process baselines: the bare xlsx writer and Faker, on rows shaped like the report's.
 
 A report row is (document type, number, name, surname, e-mail, phone, purchases, total). The
 baselines cycle through real rows of the bench database and write them with no formatting, so
@@ -7,7 +7,6 @@ what they time is the writer alone: the floor a worker writing the same rows can
 
 from __future__ import annotations
 
-import csv
 import itertools
 import tempfile
 import time
@@ -49,17 +48,6 @@ def _rows(sample: list[Person], count: int) -> Iterator[Row]:
     for number, person in zip(range(count), itertools.cycle(sample), strict=False):
         purchases = number % 17 + 1
         yield (*person, purchases, purchases * 412_345.67)
-
-
-def csv_seconds(sample: list[Person], count: int) -> float:
-    """The csv module writing `count` rows, UTF-8 with BOM like the worker's files."""
-    with tempfile.TemporaryDirectory() as directory:
-        started = time.perf_counter()
-        with (Path(directory) / "baseline.csv").open("w", encoding="utf-8-sig", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(HEADER)
-            writer.writerows(_rows(sample, count))
-        return time.perf_counter() - started
 
 
 def xlsx_seconds(sample: list[Person], count: int) -> float:

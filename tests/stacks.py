@@ -81,7 +81,8 @@ def wait_until_consuming(api: Api, engine: Engine, workers: Workers) -> None:
             http.post("/api/reporte-fidelizacion/generar", json={"formato": "csv"}).json()["id"],
         ]
         for job_id in warm_ups:
-            assert settle(http, job_id, within=45)["status"] == "succeeded"
+            warmed = settle(http, job_id, within=120)  # the workers may still be starting
+            assert warmed["status"] == "succeeded", warmed
     # Either worker may run a sweep: both consume the sweeps queue.
     logged = [len(worker.log()) for worker in (workers.exports, workers.reports)]
     servers.wait_until(

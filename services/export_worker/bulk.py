@@ -24,17 +24,16 @@ from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import psycopg
-from sqlalchemy import Connection
+from sqlalchemy import Connection, String, literal_column
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 from services.export_worker import exports, queries
 from services.export_worker.renderers import (
-    FORMULA_ESCAPE,
-    FORMULA_TRIGGERS,
     Column,
     Document,
     Kind,
     Value,
-    number_or_phone_pattern,
+    escape_formula_sql,
 )
 from services.export_worker.renderers import csv as csv_renderer
 from services.export_worker.renderers import excel as excel_renderer
@@ -47,6 +46,7 @@ FLUSH_BYTES = 256 * 1024
 CRLF = b"\r\n"
 # Up to this many listed customers, their totals are probed one by one (see Selection.few).
 FEW_CUSTOMERS = 10_000
+_DIALECT = psycopg_dialect()  # type: ignore[no-untyped-call]
 # A purchase's number, date and amount: the columns the CSV writes bare (csv renderer rule).
 _BARE = frozenset({Kind.INTEGER, Kind.MONEY})
 
@@ -260,30 +260,13 @@ def jsonl_statement(where: str, *, incluir_compras: bool, few: bool) -> str:
 # CSV in SQL: each field as the csv renderer writes it.
 
 
-def _formula_params() -> dict[str, str]:
-    # The hyphen last in the bracket: a literal there, no escape needed.
-    triggers = "".join(sorted(FORMULA_TRIGGERS, key=lambda char: char == "-"))
-    return {
-        "formula_firsts": "".join((*FORMULA_TRIGGERS, FORMULA_ESCAPE)),
-        "formula_start": f"^[{triggers}]",
-        "formula_bare": f"^(?:{number_or_phone_pattern()})$",
-        "formula_escape": FORMULA_ESCAPE,
-    }
-
-
-FORMULA_PARAMS = _formula_params()
-
-
 def escaped_text_sql(value: str) -> str:
-    """`renderers.escape_formula` in SQL: text whose first character after any leading quotes
-    is a formula trigger, and that is not a plain number or phone number, gets one more quote.
-    The first test (one character) spares the regular expressions nearly every value."""
-    stripped = f"ltrim({value}, %(formula_escape)s)"
-    return (
-        f"CASE WHEN strpos(%(formula_firsts)s, left({value}, 1)) > 0"
-        f" AND {stripped} ~ %(formula_start)s AND {stripped} !~ %(formula_bare)s"
-        f" THEN %(formula_escape)s || {value} ELSE {value} END"
-    )
+    """`renderers.escape_formula_sql`, the one SQL twin of `escape_formula` (the csv report
+    uses it too), over `value`, an SQL expression of this module's statements, as SQL text with
+    its constants inline (percent signs doubled for psycopg's parameter style)."""
+    expression = escape_formula_sql(literal_column(value, String))
+    compiled = expression.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
+    return str(compiled)
 
 
 def csv_field_sql(field: Field) -> tuple[str, bool]:
@@ -480,7 +463,7 @@ def render_exportacion_masiva(
         select = rows_statement(where, named, incluir_compras=incluir, few=few)
         quoted = [name for (_, quote), name in zip(columns, names, strict=True) if quote]
         statement = csv_copy_statement(select, quoted)
-        _copy_rows(connection, statement, params_sql | FORMULA_PARAMS, out, progress, line_end=CRLF)
+        _copy_rows(connection, statement, params_sql, out, progress, line_end=CRLF)
         content_type = csv_renderer.FILE_FORMAT.content_type
     else:
         sqls = [field.sql for field in fields]

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, BinaryIO, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection
 
 from services.export_worker import queries
 from services.export_worker.renderers import Column, Document, FileFormat, Kind, Value
@@ -214,29 +214,29 @@ def render_reporte_fidelizacion(
     rule = queries.LoyaltyRule(desde=desde, hasta=hasta, monto_minimo=monto_minimo)
     if on_progress:
         on_progress(0)
-    with queries.reporte_fidelizacion(connection, rule) as report_rows:
-        rows = _Counted(
-            report_rows,
-            total_of=lambda row: int(row[-1]),
-            on_progress=on_progress,
-        )
-        document = Document(
-            title="Reporte de fidelización",
-            sheet_name="Reporte",
-            columns=REPORTE_COLUMNS,
-            # The last column, filas, is for progress only.
-            rows=(row[:-1] for row in rows),
-            parameters=[
-                ("Desde (incluido)", desde),
-                ("Hasta (excluido)", hasta),
-                ("Monto mínimo (el total debe superarlo)", monto_minimo),
-                ("Formato", formato),
-                ("Regla", LOYALTY_RULE_TEXT),
-            ],
-            generated_at=generated_at,
-            timezone=timezone,
-        )
-        file_format.render(document, out)
+    if file_format is csv_renderer.FILE_FORMAT:
+        row_count = _write_csv_report(connection, rule, out, on_progress)
+    else:
+        with queries.reporte_fidelizacion(connection, rule) as report_rows:
+            rows = _Counted(report_rows, total_of=lambda row: int(row[-1]), on_progress=on_progress)
+            document = Document(
+                title="Reporte de fidelización",
+                sheet_name="Reporte",
+                columns=REPORTE_COLUMNS,
+                # The last column, filas, is for progress only.
+                rows=(row[:-1] for row in rows),
+                parameters=[
+                    ("Desde (incluido)", desde),
+                    ("Hasta (excluido)", hasta),
+                    ("Monto mínimo (el total debe superarlo)", monto_minimo),
+                    ("Formato", formato),
+                    ("Regla", LOYALTY_RULE_TEXT),
+                ],
+                generated_at=generated_at,
+                timezone=timezone,
+            )
+            file_format.render(document, out)
+        row_count = rows.count
     if on_progress:
         on_progress(100)
     period = "_".join(
@@ -245,5 +245,25 @@ def render_reporte_fidelizacion(
     return RenderedFile(
         filename=f"reporte_fidelizacion_{period}.{file_format.extension}",
         content_type=file_format.content_type,
-        row_count=rows.count,
+        row_count=row_count,
     )
+
+
+def csv_report_record(columns: Sequence[ColumnElement[Any]]) -> ColumnElement[bytes]:
+    """A report row's CSV record, written by PostgreSQL (`csv_renderer.sql_record`)."""
+    return csv_renderer.sql_record(list(zip(REPORTE_COLUMNS, columns, strict=True)))
+
+
+def _write_csv_report(
+    connection: Connection,
+    rule: queries.LoyaltyRule,
+    out: BinaryIO,
+    on_progress: Callable[[int], None] | None,
+) -> int:
+    """The csv report with no Python per value: PostgreSQL quotes, escapes and joins each
+    record, the worker only appends them to the header. A million rows: the aggregate's time
+    plus about a second. Returns the row count."""
+    with queries.reporte_fidelizacion_records(connection, rule, csv_report_record) as records:
+        rows = _Counted(records, total_of=lambda row: row[1], on_progress=on_progress)
+        csv_renderer.write_records(REPORTE_COLUMNS, (record for record, _ in rows), out)
+    return rows.count

@@ -10,6 +10,13 @@ import uvicorn
 from services.query_api.server_limits import BoundedHttpProtocol
 from shared.settings import get_settings
 
+# How long uvicorn's supervisor waits for a worker process to answer its health ping before it
+# kills and replaces it. Its default, 5 s, is shorter than a spawned worker takes to import the
+# app on a busy 2-core machine (40 s seen at load average 13): every worker was killed before it
+# could answer, and replaced, forever, so the API never served. A worker that has started
+# answers from a thread of its own within milliseconds, hung or not: only start-up needs this.
+WORKER_HEALTHCHECK_SECONDS = 120
+
 
 def main(app_factory: str = "services.query_api.main:create_app") -> None:
     """`app_factory` is swapped only by the benchmark's HTTP ceiling (bench/constant_app.py),
@@ -33,6 +40,7 @@ def main(app_factory: str = "services.query_api.main:create_app") -> None:
         access_log=False,
         proxy_headers=True,
         log_config=None,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 

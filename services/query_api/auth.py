@@ -180,6 +180,14 @@ def _unauthorized(detail: str) -> Problem:
 
 
 async def authenticate(request: Request) -> Principal:
+    """The key's principal, once its request is counted against the key's quota."""
+    principal = await identify(request)
+    await count_request(request, principal)
+    return principal
+
+
+async def identify(request: Request) -> Principal:
+    """The principal of the request's API key (no quota counted): 401 without a valid one."""
     key = _presented_key(request)
     if key is None:
         raise _unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
@@ -201,6 +209,12 @@ async def authenticate(request: Request) -> Principal:
         failures.failed(address)
         raise _unauthorized("The API key is not valid or has been revoked.")
     request.state.principal = principal
+    return principal
+
+
+async def count_request(request: Request, principal: Principal) -> None:
+    """One request against the key's quota (one Redis call), its RateLimit headers on the
+    answer; 429 past the quota."""
     limiter: RateLimiter = request.app.state.rate_limiter
     quota = await limiter.consume(str(principal.key_id), principal.rate_limit_per_minute)
     if quota is not None:
@@ -214,12 +228,13 @@ async def authenticate(request: Request) -> Principal:
             )
             problem.extensions["violated-policies"] = ["default"]
             raise problem
-    return principal
 
 
 async def authorize(request: Request, scope: str) -> Principal:
     """The request's principal, if its key is valid, within its quota and holds `scope`."""
-    principal = await authenticate(request)
+    # authenticate's two steps, not a call of it: one coroutine frame fewer on every request.
+    principal = await identify(request)
+    await count_request(request, principal)
     if scope not in principal.scopes:
         raise Problem(403, f"This API key lacks the '{scope}' scope.", kind="forbidden")
     return principal

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.query_api.middleware import HttpMiddleware
 from shared.jobs import JobType
@@ -58,6 +58,12 @@ router = APIRouter(tags=["health"])
 
 
 class MetricsMiddleware(HttpMiddleware):
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        # Each series' child, kept: `labels()` validates and locks on every call. Bounded like
+        # the labels (route templates, methods, statuses).
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 500
@@ -73,8 +79,16 @@ class MetricsMiddleware(HttpMiddleware):
         finally:
             # The template (/api/clientes/{cliente_id}), never the raw path: bounded label values.
             route = getattr(scope.get("route"), "path", "unmatched")
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - start)
+            labels = (scope["method"], route, status)
+            series = self._series.get(labels)
+            if series is None:
+                series = (
+                    REQUESTS.labels(scope["method"], route, str(status)),
+                    LATENCY.labels(scope["method"], route),
+                )
+                self._series[labels] = series
+            series[0].inc()
+            series[1].observe(time.perf_counter() - start)
 
 
 @router.get("/metrics", include_in_schema=False)

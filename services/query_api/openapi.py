@@ -148,11 +148,20 @@ def _describe_operation(operation: dict[str, Any], route: RouteContext) -> None:
         own = route.responses.get(int(status)) or route.responses.get(status) or {}
         if int(status) >= 400 and not own.keys() & {"model", "content"}:
             response["content"] = PROBLEM_CONTENT
+        _restore_examples(response, own)
         headers = response.setdefault("headers", {})
         headers.update(REQUEST_ID_HEADER)
         if authenticated and status != "401":
             headers.update(RATE_LIMIT_HEADERS)
     operation["responses"] = dict(sorted(responses.items()))
+
+
+def _restore_examples(response: dict[str, Any], own: dict[str, Any]) -> None:
+    """FastAPI drops every null from the schema it generates, its examples' included; a job's
+    nulls (`result` while it runs, `error` when it succeeded) are part of its example."""
+    for media_type, content in own.get("content", {}).items():
+        if "examples" in content:
+            response["content"][media_type]["examples"] = content["examples"]
 
 
 def _depends_on(dependant: Dependant, matches: Callable[[object], bool]) -> bool:

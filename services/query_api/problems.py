@@ -19,6 +19,7 @@ from psycopg_pool import PoolTimeout
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,11 @@ def install(app: FastAPI) -> None:
 
 def unexpected_problem(exc: BaseException) -> Problem:
     """An error no handler knows: logged with its traceback, a bare 500 for the client."""
+    if isinstance(exc, ClientDisconnect):
+        # The client hung up while its body was being read: nothing of ours failed, and there
+        # is nobody to answer (the 400 goes nowhere).
+        log.info("client disconnected before its request body arrived")
+        return Problem(400, "The request body did not arrive.", kind="client-disconnected")
     log.exception("unhandled error", exc_info=exc)
     return Problem(500, "Unexpected error.", kind="internal")
 

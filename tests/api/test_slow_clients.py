@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness import servers
-from tests.conftest import Api, assert_problem, own_api
+from tests.conftest import BOOTSTRAP_KEY, Api, assert_problem, own_api
 
 HEADER_TIMEOUT = 2
 KEEPALIVE = 1
@@ -112,3 +112,23 @@ def test_past_the_connection_bound_requests_get_503_not_a_hang(strict_api: Api) 
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_server_error(strict_api: Api) -> None:
+    """An export POST whose body never finishes arriving: the API logs the disconnect at INFO,
+    not as an unhandled error with a traceback, and goes on answering."""
+    logged = len(strict_api.process.log())
+    sock = connect(strict_api)
+    sock.sendall(
+        b"POST /api/reporte-fidelizacion/generar HTTP/1.1\r\nHost: api\r\n"
+        b"Authorization: Bearer " + BOOTSTRAP_KEY.encode() + b"\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"formato": '
+    )
+    time.sleep(0.5)  # the API is reading the body
+    sock.close()
+    servers.wait_until(
+        lambda: "client disconnected" in strict_api.process.log()[logged:], 10, "the disconnect"
+    )
+    assert "unhandled error" not in strict_api.process.log()[logged:]
+    with strict_api.client() as http:
+        assert http.get("/health").status_code == 200

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import openpyxl
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from sqlalchemy import Engine
+from playwright.sync_api import Browser, Download, Page, expect, sync_playwright
+from sqlalchemy import Engine, text
 
 from harness.servers import OUTPUT
 from shared import api_keys
 from shared.models import Cliente, Compra
 from tests.conftest import BOOTSTRAP_KEY, Api
-from tests.factories import make_cliente, make_compra
+from tests.factories import make_cliente, make_compra, unique_number
+from tests.jobs import new_key
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -70,9 +74,9 @@ def screenshot(page: Page, name: str) -> None:
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
-def open_with_key(page: Page) -> None:
+def open_with_key(page: Page, key: str = BOOTSTRAP_KEY) -> None:
     page.goto("/")
-    page.get_by_role("textbox", name="API key").fill(BOOTSTRAP_KEY)
+    page.get_by_role("textbox", name="API key").fill(key)
     page.get_by_role("button", name="Guardar clave").click()
     expect(page.locator("#clave-estado")).to_have_text("Clave guardada. Ya puede buscar clientes.")
 
@@ -264,3 +268,165 @@ def test_loyalty_report_downloads_an_xlsx(page: Page, engine: Engine, tmp_path: 
     assert fiel.nombre in matching[0] and fiel.apellido in matching[0]
     expect(page.locator("#reporte-form .job-status")).to_contain_text("listo")
     screenshot(page, "08-reporte-xlsx")
+
+
+# ---------------------------------------------------------------- bulk export (SPEC §10)
+
+BOGOTA = ZoneInfo("America/Bogota")
+
+
+def bulk_export(page: Page) -> Download:
+    """Submit the bulk export form and wait for the file the page starts downloading."""
+    with page.expect_download(timeout=JOB_TIMEOUT_MS) as started:
+        page.get_by_role("button", name="Exportar", exact=True).click()
+    return started.value
+
+
+@pytest.mark.usefixtures("workers")
+def test_bulk_export_of_pasted_documents(
+    page: Page, engine: Engine, anonymous: httpx.Client, tmp_path: Path
+) -> None:
+    cedula = make_cliente(engine, nombre="Masiva", apellido="Cédula <b>uno</b>")
+    nit = make_cliente(engine, codigo="NIT", nombre="Masiva", apellido="Empresa S.A.S.")
+    nadie = unique_number("CC")  # a well-formed number no customer has
+    pasted = [
+        f"CC {cedula.numero_documento}",
+        f"nit,{nit.numero_documento}",  # any case, a comma
+        "",
+        f"CC;{nadie}",
+        "Ana María Pérez",  # line 5: not a document
+        "XX 123",  # line 6: no such type
+        f"cc  {cedula.numero_documento}",  # the same document again
+    ]
+    open_with_key(page)
+    page.get_by_label("Documentos (uno por línea)").fill("\n".join(pasted))
+    expect(page.locator("#masiva-lectura")).to_have_text(
+        "3 documentos para exportar (1 repetido omitido). "
+        "Estas 2 líneas no se pudieron leer y se omitirán:"
+    )
+    expect(page.locator("#masiva-errores li")).to_have_text(
+        [
+            "Línea 5: «Ana María Pérez»: no tiene la forma TIPO NÚMERO.",
+            re.compile(r"^Línea 6: «XX 123»: el tipo «XX» no existe \(use .*\bCC\b.*\)\.$"),
+        ]
+    )
+    download = bulk_export(page)
+    assert download.suggested_filename.endswith(".csv")
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+
+    rows = list(csv.reader(io.StringIO(saved.read_bytes().decode("utf-8-sig"))))
+    found = {cell for row in rows[1:] for cell in row}
+    for cliente in (cedula, nit):
+        assert {cliente.numero_documento, cliente.apellido} <= found, rows
+    assert len(rows) == 3, rows  # the header and one row per customer: the repeat is left out
+    status = page.locator("#masiva-form .job-status")
+    expect(status).to_have_text(
+        re.compile(
+            rf"^Exportación masiva CSV: listo, {re.escape(download.suggested_filename)} "
+            r"\(.+, 2 filas\)\.$"
+        )
+    )
+    expect(page.locator("#masiva-no-encontrados")).to_have_text("1 de 3 documentos no encontrados.")
+    # The link downloads again without the key: it is the job's signed link.
+    link = page.get_by_role("link", name=f"Descargar {download.suggested_filename}", exact=False)
+    href = link.get_attribute("href")
+    assert href and "signature=" in href
+    again = anonymous.get(href)
+    assert again.status_code == 200 and again.content == saved.read_bytes()
+    screenshot(page, "10-masiva-documentos")
+
+    # A list with nothing to export is refused in the page, before any request.
+    page.get_by_label("Documentos (uno por línea)").fill("no es un documento")
+    page.get_by_role("button", name="Exportar", exact=True).click()
+    expect(status).to_have_text("Pegue al menos un documento, por ejemplo CC 1020304050.")
+    expect(page.locator("#masiva-errores li")).to_have_text(
+        ["Línea 1: «no es un documento»: no tiene la forma TIPO NÚMERO."]
+    )
+
+
+@pytest.mark.usefixtures("workers")
+def test_bulk_export_by_filters_as_jsonl_with_purchases(
+    page: Page, engine: Engine, tmp_path: Path
+) -> None:
+    # A name of this test's own, so that the text filter leaves out every other test's customers.
+    nombre = f"Filtro{uuid.uuid4().hex[:10]}"
+    elegido = make_cliente(engine, nombre=nombre, apellido="Elegido")
+    compra = make_compra(
+        engine, elegido, monto="123456.78", fecha_compra=datetime.now(UTC) - timedelta(hours=1)
+    )
+    inactivo = make_cliente(engine, nombre=nombre, apellido="Inactivo", activo=False)
+    make_compra(engine, inactivo, fecha_compra=datetime.now(UTC) - timedelta(hours=1))
+    make_cliente(engine, nombre=nombre, apellido="Sin compras")  # outside the purchase window
+    today = datetime.now(BOGOTA).date()
+    since, until = str(today - timedelta(days=1)), str(today + timedelta(days=1))
+
+    open_with_key(page)
+    page.get_by_label("Los que cumplan unos filtros").check()
+    expect(page.get_by_label("Documentos (uno por línea)")).to_be_hidden()
+    page.get_by_label("Nombre o correo contiene").fill(nombre.lower())
+    page.get_by_label("Estado").select_option(label="Solo activos")
+    page.get_by_label("Tipo", exact=True).select_option("CC")
+    page.get_by_label("Registrados desde (incluido)").fill(since)
+    page.get_by_label("Registrados hasta (sin incluir)").fill(until)
+    page.get_by_label("Con compras desde (incluido)").fill(since)
+    page.get_by_label("Con compras hasta (sin incluir)").fill(until)
+    page.locator("#masiva-formato").select_option("jsonl")
+    page.get_by_label("Incluir las compras").check()
+    download = bulk_export(page)
+    assert download.suggested_filename.endswith(".jsonl")
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+
+    lines = [json.loads(line) for line in saved.read_text("utf-8").splitlines() if line]
+    assert [line["numero_documento"] for line in lines] == [elegido.numero_documento], lines
+    assert [(c["numero_factura"], c["monto"]) for c in lines[0]["compras"]] == [
+        (compra.numero_factura, "123456.78")
+    ]
+    expect(page.locator("#masiva-form .job-status")).to_contain_text("listo")
+    expect(page.locator("#masiva-no-encontrados")).to_be_hidden()  # no documents asked for
+    screenshot(page, "11-masiva-filtros")
+
+
+# Enough purchases that an excel export of them, one row each, runs for seconds.
+BUSY_ROWS = 100_000
+
+
+@pytest.mark.usefixtures("workers")
+def test_bulk_export_shows_progress_and_can_be_canceled(
+    page: Page, engine: Engine, api: Api
+) -> None:
+    key = new_key(engine, ["read", "export"])  # its jobs are this test's alone
+    cliente = make_cliente(engine, nombre="Cancelar", apellido="Masiva")
+    with engine.begin() as connection:  # pending and years back: nothing else counts them
+        connection.execute(
+            text(
+                "INSERT INTO compras (cliente_id, numero_factura, fecha_compra, monto, estado)"
+                " SELECT :id, 'W' || :id || '-' || n, '2019-01-01'::timestamptz + n * interval"
+                " '1 minute', 1000, 'pendiente' FROM generate_series(1, :n) AS n"
+            ),
+            {"id": cliente.id, "n": BUSY_ROWS},
+        )
+    open_with_key(page, key)
+    page.get_by_label("Documentos (uno por línea)").fill(f"CC {cliente.numero_documento}")
+    page.locator("#masiva-formato").select_option("excel")
+    page.get_by_label("Incluir las compras").check()
+    page.get_by_role("button", name="Exportar", exact=True).click()
+
+    status = page.locator("#masiva-form .job-status")
+    expect(status).to_have_text(
+        re.compile(r"^Exportación masiva Excel: Generando \(\d+ %\) · [\d.]+ filas escritas…$"),
+        timeout=JOB_TIMEOUT_MS,
+    )
+    expect(page.locator("#masiva-form progress")).to_be_visible()
+    screenshot(page, "12-masiva-en-curso")
+    cancel = page.get_by_role("button", name="Cancelar exportación")
+    cancel.click()
+    expect(status).to_have_text("Exportación masiva Excel: el trabajo fue cancelado.")
+    expect(cancel).to_be_hidden()
+    expect(page.locator("#masiva-form .job-download")).to_be_hidden()
+    with api.client(key) as http:
+        (job,) = http.get("/api/jobs/", params={"type": "exportacion_masiva"}).json()["results"]
+    assert job["status"] == "canceled" and job["result"] is None, job
+    assert 0 < job["rows_written"] < BUSY_ROWS, job  # canceled mid-way, not after the end
+    screenshot(page, "13-masiva-cancelada")

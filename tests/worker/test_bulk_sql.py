@@ -16,15 +16,16 @@ from services.export_worker.renderers import Column, Kind, escape_formula, plain
 from shared.settings import get_settings
 from tests.unit.test_escaping import NUMBER_OR_PHONE
 
-# PostgreSQL's text holds no NUL; everything else may come from a customer's record.
-TEXT = st.text(st.characters(exclude_characters="\x00"))
+# PostgreSQL's text holds no NUL (nor a lone surrogate, which is no UTF-8); everything else may
+# come from a customer's record.
+TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"))
 
 
 def _sql_value(engine: Engine, expression: str, value: object) -> object:
     with engine.connect() as connection:
         driver: psycopg.Connection = connection.connection.driver_connection  # type: ignore[assignment]
         driver.execute("SET datestyle = 'ISO, YMD'")  # as render_exportacion_masiva sets it
-        params = {**bulk.FORMULA_PARAMS, "timezone": get_settings().timezone, "v": value}
+        params = {"timezone": get_settings().timezone, "v": value}
         row = driver.execute(f"SELECT {expression} FROM (SELECT %(v)s AS v) AS c", params)
         return row.fetchone()[0]  # type: ignore[index]
 

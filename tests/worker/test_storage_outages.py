@@ -9,6 +9,7 @@ workers' STORAGE_DIR and TMPDIR are the tmpfs mounts (mounting needs root).
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -68,13 +69,19 @@ def stack(service_env: dict[str, str], disks: dict[str, Path]) -> Iterator[Stack
 def full(disk: Path) -> Iterator[None]:
     """The filesystem filled to the last byte for the block, then freed."""
     filler = disk / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError as error:
-            assert error.errno == errno.ENOSPC
+    # Unbuffered writes, halving the chunk down to one byte: nothing is left in a buffer for
+    # close() to flush into the full disk (a buffered file raised ENOSPC from its close).
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        chunk = 65536
+        while chunk:
+            try:
+                os.write(descriptor, b"\0" * chunk)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+                chunk //= 2
+    finally:
+        os.close(descriptor)
     try:
         yield
     finally:

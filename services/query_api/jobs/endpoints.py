@@ -22,11 +22,14 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from services.query_api import middleware
+from services.query_api import middleware, problems
 from services.query_api.auth import ExportPrincipal, ExportPrincipalOrLink
 from services.query_api.deps import Db, ReadDb, SettingsDep, WaitRedis
 from services.query_api.jobs import downloads, links, prefer, service
 from services.query_api.jobs.schemas import (
+    BULK_EXPORT_ACCEPTED_EXAMPLES,
+    BULK_EXPORT_DONE_EXAMPLES,
+    BULK_EXPORT_INVALID_EXAMPLES,
     BULK_EXPORT_REQUEST_BODY,
     BulkExportBody,
     ExportBody,
@@ -285,12 +288,31 @@ _get_and_post("/reporte-fidelizacion/generar", generar_reporte, ReportBody, _CRE
 _BULK_FIELDS = frozenset({*BulkExportBody.model_fields, "body"})
 _BULK_CREATED: dict[int | str, Any] = {
     **_CREATED,
+    202: {
+        **_CREATED[202],
+        "content": {"application/json": {"examples": BULK_EXPORT_ACCEPTED_EXAMPLES}},
+    },
+    303: {
+        **_CREATED[303],
+        "content": {
+            "application/json": {
+                **_CREATED[303]["content"]["application/json"],
+                "examples": BULK_EXPORT_DONE_EXAMPLES,
+            }
+        },
+    },
     403: {"description": "The API key lacks the `export` scope (a read-only key)."},
     413: {"description": f"The body exceeds {middleware.MAX_BULK_BODY_BYTES} bytes."},
     422: {
         "description": "A filter or the format is not valid (`errors` names the field, e.g. "
         "`filtro.documentos[3].tipo_documento`), the body is not JSON, or an Idempotency-Key "
-        "was reused for another request."
+        "was reused for another request.",
+        "content": {
+            problems.PROBLEM_MEDIA_TYPE: {
+                "schema": {"$ref": "#/components/schemas/Problem"},
+                "examples": BULK_EXPORT_INVALID_EXAMPLES,
+            }
+        },
     },
 }
 

@@ -208,3 +208,89 @@ BULK_EXPORT_REQUEST_BODY: dict[str, Any] = {
         }
     },
 }
+
+
+# Examples of the answers of `POST /api/exportaciones` for /docs: the job as it is accepted,
+# as it runs and as it ends (the body of a `?wait=N` that got its 303).
+_BULK_JOB_ID = "8d3c1e52-4f0a-4b7e-9c1d-2a6b5e7f9a10"
+_BULK_JOB: dict[str, Any] = {
+    "id": _BULK_JOB_ID,
+    "type": "exportacion_masiva",
+    "status": "queued",
+    "params": {
+        "formato": "csv",
+        "incluir_compras": True,
+        "filtro": {"documentos_count": 2},
+        "listas_sha256": "5d41402abc4b2a76b9719d911017c592…",
+    },
+    "progress": None,
+    "rows_written": None,
+    "created_at": "2026-12-02T15:04:05.123456Z",
+    "started_at": None,
+    "finished_at": None,
+    "expires_at": None,
+    "error": None,
+    "result": None,
+}
+_BULK_RUNNING = {
+    **_BULK_JOB,
+    "status": "running",
+    "progress": 40,
+    "rows_written": 8000,
+    "started_at": "2026-12-02T15:04:05.310000Z",
+}
+_BULK_SUCCEEDED = {
+    **_BULK_JOB,
+    "status": "succeeded",
+    "progress": 100,
+    "rows_written": 20000,
+    "started_at": "2026-12-02T15:04:05.310000Z",
+    "finished_at": "2026-12-02T15:04:07.020000Z",
+    "expires_at": "2026-12-03T15:04:07.020000Z",
+    "result": {
+        "filename": "exportacion_masiva_2026-12-02_8d3c1e52.csv",
+        "content_type": "text/csv; charset=utf-8",
+        "size_bytes": 3145728,
+        "row_count": 20000,
+        "sha256": "9b74c9897bac770ffc029102a200c5de…",
+        "not_found": 1,
+        "download_url": f"/api/jobs/{_BULK_JOB_ID}/download",
+        "signed_url": f"/api/jobs/{_BULK_JOB_ID}/download?expires=1764691447&signature=3f1a…",
+    },
+}
+BULK_EXPORT_ACCEPTED_EXAMPLES: dict[str, Any] = {
+    "queued": {"summary": "Accepted, waiting for the bulk worker", "value": _BULK_JOB},
+    "running": {
+        "summary": "Still running when `?wait=N` ran out: progress and rows written so far",
+        "value": _BULK_RUNNING,
+    },
+}
+BULK_EXPORT_DONE_EXAMPLES: dict[str, Any] = {
+    "succeeded": {
+        "summary": "Done within `?wait=N`: one of the two documents matched no customer",
+        "value": _BULK_SUCCEEDED,
+    }
+}
+BULK_EXPORT_INVALID_EXAMPLES: dict[str, Any] = {
+    "invalid": {
+        "summary": "A bad format and an unknown document type, each named",
+        "value": {
+            "type": "https://clientes.example/problems/validation-error",
+            "title": "Unprocessable Entity",
+            "status": 422,
+            "detail": "formato: must be one of csv, excel, jsonl, xlsx (= excel); got 'pdf'; "
+            "filtro.documentos[0].tipo_documento: must be a document type code (CC, CE, NIT, "
+            "PA, TI); got 'XX'",
+            "errors": [
+                {
+                    "field": "formato",
+                    "message": "must be one of csv, excel, jsonl, xlsx (= excel); got 'pdf'",
+                },
+                {
+                    "field": "filtro.documentos[0].tipo_documento",
+                    "message": "must be a document type code (CC, CE, NIT, PA, TI); got 'XX'",
+                },
+            ],
+        },
+    }
+}

@@ -1,10 +1,15 @@
-// The SAC page: look up a customer, export their data, request the loyalty report.
-// Everything comes from the public API (SPEC §3–§4) with the key the user typed.
+// The SAC page: look up a customer, export their data, request the loyalty report, export
+// many customers at once. Everything comes from the public API (SPEC §3–§4, §10) with the key
+// the user typed.
 // Data is only ever rendered with textContent: customer fields may contain markup.
 
 const KEY_STORAGE = "clientes.apiKey";
 const TERMINAL = new Set(["succeeded", "failed", "canceled", "expired"]);
 const WAIT_SECONDS = 10;
+// A bulk export reports progress while it runs, and `?wait` answers only at the end: look often.
+const BULK_WAIT_SECONDS = 2;
+const BULK_MAX_DOCUMENTOS = 100000;
+const BULK_ERRORS_SHOWN = 50;
 const TIMEZONE = "America/Bogota";
 const MAX_POLL_RETRIES = 5;
 
@@ -16,7 +21,7 @@ const JOB_STATUS = {
   canceled: "Cancelado",
   expired: "Expirado",
 };
-const FORMATOS = { csv: "CSV", excel: "Excel", txt: "TXT" };
+const FORMATOS = { csv: "CSV", excel: "Excel", txt: "TXT", jsonl: "JSON Lines" };
 const COMPRAS_COLUMNS = ["Factura", "Fecha", "Monto", "Estado", "Descripción"];
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -151,6 +156,9 @@ function formatDate(iso, options) {
 const formatDateTime = (iso) => formatDate(iso, { dateStyle: "long", timeStyle: "short" });
 const formatDay = (iso) => formatDate(iso, { dateStyle: "medium" });
 
+const formatInteger = (n) => new Intl.NumberFormat("es-CO").format(n);
+const plural = (n, one, many) => `${formatInteger(n)} ${n === 1 ? one : many}`;
+
 function formatBytes(size) {
   if (size < 1024) {
     return `${size} B`;
@@ -217,8 +225,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // One export or report at a time per panel: create it, follow it, download its file.
 class JobPanel {
-  constructor(root) {
+  constructor(root, waitSeconds = WAIT_SECONDS) {
     this.root = root;
+    this.waitSeconds = waitSeconds;
     this.status = $(".job-status", root);
     this.progress = $(".job-progress", root);
     this.link = $(".job-download", root);
@@ -231,7 +240,8 @@ class JobPanel {
 
   set busy(value) {
     this.root.setAttribute("aria-busy", String(value));
-    for (const button of this.root.querySelectorAll("button")) {
+    // A cancel button stays usable: it is for the job under way.
+    for (const button of this.root.querySelectorAll("button:not(.job-cancel)")) {
       button.setAttribute("aria-disabled", String(value));
     }
   }
@@ -258,13 +268,16 @@ class JobPanel {
       setMessage(this.status, `${label}: enviando la solicitud…`);
       let job = await (await create()).json();
       missing = "El trabajo ya no existe.";
+      this.started(job);
       job = await this.follow(job, label);
+      this.stopped();
       if (job.status === "succeeded") {
         await this.download(job, label);
       } else {
         this.fail(job, label);
       }
     } catch (error) {
+      this.stopped();
       this.progress.hidden = true;
       setMessage(this.status, `${label}: ${describe(error, missing)}`, "error");
       handleUnauthorized(error);
@@ -273,12 +286,23 @@ class JobPanel {
     }
   }
 
+  // Hooks: the job was accepted / is over (or could not be followed).
+  started() {}
+
+  stopped() {}
+
+  // More to say about a job under way than its status and percentage.
+  detail() {
+    return "";
+  }
+
   async follow(job, label) {
     let retries = 0;
     while (!TERMINAL.has(job.status)) {
       this.show(job, label);
       try {
-        job = await (await api(`/api/jobs/${encodeURIComponent(job.id)}?wait=${WAIT_SECONDS}`)).json();
+        const url = `/api/jobs/${encodeURIComponent(job.id)}?wait=${this.waitSeconds}`;
+        job = await (await api(url)).json();
         retries = 0;
       } catch (error) {
         // A restarting API or a busy moment should not lose the user's job: retry with backoff.
@@ -302,7 +326,8 @@ class JobPanel {
       this.progress.removeAttribute("value"); // indeterminate
     }
     const percent = hasProgress ? ` (${job.progress} %)` : "";
-    setMessage(this.status, `${label}: ${JOB_STATUS[job.status] || job.status}${percent}…`);
+    const status = JOB_STATUS[job.status] || job.status;
+    setMessage(this.status, `${label}: ${status}${percent}${this.detail(job)}…`);
   }
 
   fail(job, label) {
@@ -342,6 +367,157 @@ class JobPanel {
   }
 }
 
+// ---------------------------------------------------------------- bulk export
+
+// "CC 1020304050", "CC,1020304050", "cc;1.020.304.050", "NIT\t900123456-7" (a spreadsheet's
+// two columns), optionally quoted as a CSV writes them.
+const DOCUMENT_LINE = /^"?([A-Za-z]{1,5})"?\s*(?:[,;\t]|\s)\s*"?([^\s",;]+)"?$/;
+const DOCUMENT_NUMBER = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,18}[A-Za-z0-9])?$/;
+
+// The pasted list, line by line: the documents to export, and each line that is not one.
+function parseDocumentos(text, codes) {
+  const documentos = [];
+  const errors = [];
+  const seen = new Set();
+  let repeated = 0;
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const line = raw.trim();
+    if (!line) {
+      return;
+    }
+    const problem = (reason) => errors.push({ line: index + 1, text: line, reason });
+    const match = DOCUMENT_LINE.exec(line);
+    if (!match) {
+      problem("no tiene la forma TIPO NÚMERO");
+      return;
+    }
+    const tipo = match[1].toUpperCase();
+    const numero = match[2].replace(/\./g, ""); // 1.020.304.050 as people write it
+    if (codes.size > 0 && !codes.has(tipo)) {
+      problem(`el tipo «${tipo}» no existe (use ${[...codes].sort().join(", ")})`);
+      return;
+    }
+    if (!DOCUMENT_NUMBER.test(numero)) {
+      problem(`el número «${match[2]}» no es válido`);
+      return;
+    }
+    const id = `${tipo} ${numero}`;
+    if (seen.has(id)) {
+      repeated += 1;
+      return;
+    }
+    seen.add(id);
+    documentos.push({ tipo_documento: tipo, numero_documento: numero });
+  });
+  return { documentos, errors, repeated };
+}
+
+const shorten = (text, length = 60) => (text.length > length ? `${text.slice(0, length - 1)}…` : text);
+
+// Rows written so far (while running) or in all (once done), if the job says.
+function rowsWritten(job) {
+  const rows = job.result?.rows_written ?? job.rows_written ?? job.result?.row_count;
+  return typeof rows === "number" ? rows : null;
+}
+
+// A bulk export: follows its job often (progress and rows written), can cancel it, downloads
+// through the job's signed link (the browser streams it to disk, however large).
+class BulkPanel extends JobPanel {
+  constructor(root) {
+    super(root, BULK_WAIT_SECONDS);
+    this.cancelButton = $(".job-cancel", root);
+    this.notFound = $("#masiva-no-encontrados", root);
+    this.jobId = null;
+    this.label = "";
+    this.requested = null;
+    this.cancelButton.addEventListener("click", () => this.cancel());
+  }
+
+  reset() {
+    super.reset();
+    this.notFound.hidden = true;
+    this.link.removeAttribute("href");
+  }
+
+  started(job) {
+    this.jobId = job.id;
+    this.cancelButton.hidden = false;
+    this.cancelButton.removeAttribute("aria-disabled");
+  }
+
+  stopped() {
+    this.jobId = null;
+    this.cancelButton.hidden = true;
+  }
+
+  detail(job) {
+    const rows = rowsWritten(job);
+    return rows === null ? "" : ` · ${plural(rows, "fila escrita", "filas escritas")}`;
+  }
+
+  async cancel() {
+    const id = this.jobId;
+    if (!id || this.cancelButton.getAttribute("aria-disabled") === "true") {
+      return;
+    }
+    this.cancelButton.setAttribute("aria-disabled", "true");
+    setMessage(this.status, `${this.label}: cancelando…`);
+    try {
+      // The job's own poll then sees it `canceled` and says so.
+      await api(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
+    } catch (error) {
+      this.cancelButton.removeAttribute("aria-disabled");
+      const reason = describe(error, "El trabajo ya no existe.");
+      setMessage(this.status, `${this.label}: no se pudo cancelar. ${reason}`, "error");
+      handleUnauthorized(error);
+    }
+  }
+
+  // `requested`: how many documents the export asked for (null for one by filters).
+  run(create, label, notFound, requested = null) {
+    this.label = label;
+    this.requested = requested;
+    return super.run(create, label, notFound);
+  }
+
+  async download(job, label) {
+    const result = job.result || {};
+    if (!result.signed_url) {
+      await super.download(job, label); // through the key, as the other panels
+    } else {
+      const filename = result.filename || "exportacion";
+      this.link.href = result.signed_url;
+      this.link.download = filename;
+      // The link works without the key until `expires` (unix seconds): say until when.
+      const expires = Number(new URL(result.signed_url, document.baseURI).searchParams.get("expires"));
+      const time = expires ? formatDate(expires * 1000, { timeStyle: "short" }) : "";
+      const until = time ? ` (enlace válido hasta las ${time})` : "";
+      this.link.textContent = `Descargar ${filename}${until}`;
+      this.link.hidden = false;
+      this.progress.hidden = true;
+      this.link.click();
+      const size = typeof result.size_bytes === "number" ? `${formatBytes(result.size_bytes)}, ` : "";
+      const rows = rowsWritten(job) ?? 0;
+      const summary = `${size}${plural(rows, "fila", "filas")}`;
+      setMessage(this.status, `${label}: listo, ${filename} (${summary}).`, "ok");
+    }
+    const missing = result.not_found;
+    const count = Array.isArray(missing) ? missing.length : missing;
+    if (typeof count === "number" && (count > 0 || this.requested !== null)) {
+      const requested = this.requested === null ? "" : formatInteger(this.requested);
+      let text = `${formatInteger(count)} de ${requested} documentos no encontrados.`;
+      if (count === 0) {
+        text = `Se encontraron todos los documentos (${requested}).`;
+      } else if (!requested) {
+        text = `${plural(count, "documento no encontrado", "documentos no encontrados")}.`;
+      }
+      this.notFound.textContent = text;
+      this.notFound.dataset.kind = count === 0 ? "ok" : "error";
+      this.notFound.hidden = false;
+    }
+  }
+}
+
 // ---------------------------------------------------------------- page
 
 const ui = {
@@ -361,9 +537,17 @@ const ui = {
   hasta: $("#reporte-hasta"),
   monto: $("#reporte-monto"),
   formato: $("#reporte-formato"),
+  bulkForm: $("#masiva-form"),
+  bulkDocumentos: $("#masiva-documentos"),
+  bulkLectura: $("#masiva-lectura"),
+  bulkErrores: $("#masiva-errores"),
+  bulkTipo: $("#masiva-tipo"),
+  bulkFormato: $("#masiva-formato"),
+  bulkCompras: $("#masiva-compras"),
 };
 const exportPanel = new JobPanel($("#exportar-job"));
 const reportPanel = new JobPanel(ui.reportForm);
+const bulkPanel = new BulkPanel(ui.bulkForm);
 let cliente = null;
 
 function showKeyState() {
@@ -398,6 +582,7 @@ async function loadTipos() {
       return option;
     });
     ui.tipo.replaceChildren(...options);
+    fillBulkTipos(tipos);
     const preferred = options.find((o) => o.value === previous) || options.find((o) => o.dataset.codigo === "CC");
     if (preferred) {
       preferred.selected = true;
@@ -529,6 +714,161 @@ function generarReporte(event) {
   );
 }
 
+// ---------------------------------------------------------------- bulk export form
+
+function fillBulkTipos(tipos) {
+  const previous = ui.bulkTipo.value;
+  const any = element("option", "Todos");
+  any.value = "";
+  const options = tipos.map((tipo) => {
+    const option = element("option", `${tipo.codigo} · ${tipo.nombre}`);
+    option.value = tipo.codigo;
+    return option;
+  });
+  ui.bulkTipo.replaceChildren(any, ...options);
+  ui.bulkTipo.value = options.some((o) => o.value === previous) ? previous : "";
+  leerDocumentos(); // the known codes changed
+}
+
+// The document codes the API knows, once loaded (until then any code is let through).
+function knownCodes() {
+  return new Set([...ui.tipo.options].map((o) => o.dataset.codigo).filter(Boolean));
+}
+
+const bulkOrigen = () => ui.bulkForm.elements.origen.value;
+
+// Parse the pasted list and say, under it, what will be exported and which lines cannot be.
+function leerDocumentos() {
+  const parsed = parseDocumentos(ui.bulkDocumentos.value, knownCodes());
+  const { documentos, errors, repeated } = parsed;
+  ui.bulkDocumentos.setAttribute("aria-invalid", String(errors.length > 0));
+  if (documentos.length === 0 && errors.length === 0) {
+    setMessage(ui.bulkLectura, "");
+    ui.bulkErrores.replaceChildren();
+    ui.bulkErrores.hidden = true;
+    return parsed;
+  }
+  let text = `${plural(documentos.length, "documento", "documentos")} para exportar`;
+  if (repeated > 0) {
+    text += ` (${plural(repeated, "repetido omitido", "repetidos omitidos")})`;
+  }
+  if (errors.length > 0) {
+    text +=
+      errors.length === 1
+        ? ". Esta línea no se pudo leer y se omitirá:"
+        : `. Estas ${formatInteger(errors.length)} líneas no se pudieron leer y se omitirán:`;
+  } else {
+    text += ".";
+  }
+  setMessage(ui.bulkLectura, text, errors.length > 0 ? "error" : "info");
+  const items = errors.slice(0, BULK_ERRORS_SHOWN).map((error) =>
+    element("li", `Línea ${formatInteger(error.line)}: «${shorten(error.text)}»: ${error.reason}.`),
+  );
+  if (errors.length > BULK_ERRORS_SHOWN) {
+    items.push(element("li", `… y ${plural(errors.length - BULK_ERRORS_SHOWN, "línea más", "líneas más")}.`));
+  }
+  ui.bulkErrores.replaceChildren(...items);
+  ui.bulkErrores.hidden = items.length === 0;
+  return parsed;
+}
+
+let lecturaTimer = null;
+function leerDocumentosPronto() {
+  // A pasted list of 100,000 lines is parsed once typing pauses, not on every key.
+  clearTimeout(lecturaTimer);
+  lecturaTimer = setTimeout(leerDocumentos, 250);
+}
+
+function mostrarOrigen() {
+  const porDocumentos = bulkOrigen() === "documentos";
+  $("#masiva-documentos-grupo").hidden = !porDocumentos;
+  $("#masiva-filtros-grupo").hidden = porDocumentos;
+}
+
+// The filters the user picked, as SPEC §10 names them; an empty one is left out.
+function bulkFiltros(status) {
+  const field = (id) => $(`#masiva-${id}`);
+  const filtro = {};
+  const q = field("q").value.trim();
+  if (q) {
+    filtro.q = q;
+  }
+  if (field("activo").value) {
+    filtro.activo = field("activo").value === "true";
+  }
+  if (ui.bulkTipo.value) {
+    filtro.tipo_documento = ui.bulkTipo.value;
+  }
+  const windows = [
+    ["registrados", "el periodo de registro"],
+    ["compras", "el periodo de compras"],
+  ];
+  for (const [name, what] of windows) {
+    const desde = field(`${name}-desde`);
+    const hasta = field(`${name}-hasta`);
+    const wrong = desde.value && hasta.value && desde.value >= hasta.value;
+    desde.setAttribute("aria-invalid", String(Boolean(wrong)));
+    if (wrong) {
+      setMessage(status, `Elija bien ${what}: «desde» debe ser anterior a «hasta».`, "error");
+      desde.focus();
+      return null;
+    }
+    if (desde.value) {
+      filtro[`${name}_desde`] = desde.value;
+    }
+    if (hasta.value) {
+      filtro[`${name}_hasta`] = hasta.value;
+    }
+  }
+  return filtro;
+}
+
+function exportarMasivo(event) {
+  event.preventDefault();
+  if (!apiKey.get()) {
+    askForKey("Ingrese primero su API key.");
+    return;
+  }
+  if (bulkPanel.busy) {
+    return;
+  }
+  const status = $(".job-status", ui.bulkForm);
+  let filtro;
+  let requested = null;
+  if (bulkOrigen() === "documentos") {
+    clearTimeout(lecturaTimer);
+    const { documentos } = leerDocumentos();
+    if (documentos.length === 0) {
+      setMessage(status, "Pegue al menos un documento, por ejemplo CC 1020304050.", "error");
+      ui.bulkDocumentos.focus();
+      return;
+    }
+    if (documentos.length > BULK_MAX_DOCUMENTOS) {
+      const limit = formatInteger(BULK_MAX_DOCUMENTOS);
+      const text = `Son ${formatInteger(documentos.length)}: el máximo es ${limit}. Divida la lista.`;
+      setMessage(status, text, "error");
+      ui.bulkDocumentos.focus();
+      return;
+    }
+    filtro = { documentos };
+    requested = documentos.length;
+  } else {
+    filtro = bulkFiltros(status);
+    if (filtro === null) {
+      return;
+    }
+  }
+  const body = { formato: ui.bulkFormato.value, incluir_compras: ui.bulkCompras.checked, filtro };
+  bulkPanel.run(
+    () => api("/api/exportaciones/", { method: "POST", body }),
+    `Exportación masiva ${FORMATOS[body.formato] || body.formato}`,
+    "El servicio de exportaciones no está disponible.",
+    requested,
+  );
+}
+
+// ---------------------------------------------------------------- key
+
 async function guardarClave(event) {
   event.preventDefault();
   const key = ui.keyInput.value.trim();
@@ -561,6 +901,12 @@ function init() {
   ui.searchForm.addEventListener("submit", buscar);
   $("#exportar-job").addEventListener("click", exportar);
   ui.reportForm.addEventListener("submit", generarReporte);
+  ui.bulkForm.addEventListener("submit", exportarMasivo);
+  ui.bulkDocumentos.addEventListener("input", leerDocumentosPronto);
+  for (const radio of ui.bulkForm.elements.origen) {
+    radio.addEventListener("change", mostrarOrigen);
+  }
+  mostrarOrigen(); // a reload may keep the radio the user had chosen
   showKeyState();
   if (apiKey.get()) {
     loadTipos();
