@@ -29,6 +29,7 @@ from sqlalchemy import (
     Insert,
     Select,
     Update,
+    delete,
     func,
     null,
     select,
@@ -38,7 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import InstrumentedAttribute
 
 from shared import webhooks
-from shared.models import Job
+from shared.models import Job, JobInput
 from shared.webhooks import EventType
 
 
@@ -159,6 +160,9 @@ def _final(
     columns = {column.key: column for column in (*returning, *PUBLIC_COLUMNS, Job.api_key_id)}
     moved = transition.returning(*columns.values()).cte("moved")
     recorded = webhooks.record_events(moved, event)
+    # A bulk export's id and document lists (personal data) are needed by no final job: they go
+    # with the transition, not with the job's row (kept for its history until cleared).
+    inputs_dropped = delete(JobInput).where(JobInput.job_id.in_(select(moved.c.id))).cte("dropped")
     events_of_job = (
         select(func.array_agg(recorded.c.id))
         .where(recorded.c.job_id == moved.c.id)
@@ -166,7 +170,7 @@ def _final(
     )
     return select(
         *(moved.c[column.key] for column in returning), events_of_job.label("webhook_events")
-    )
+    ).add_cte(inputs_dropped)
 
 
 def _owned_by(attempt: int) -> ColumnElement[bool]:

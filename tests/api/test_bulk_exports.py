@@ -200,8 +200,17 @@ def test_excel_by_the_rules_of_every_xlsx(http: httpx.Client, family: dict[str, 
     assert parameters["Formato"] == "excel" and parameters["Filtro: q"] == family["q"]
 
 
+def inputs_kept(engine: Engine, job_id: str) -> int:
+    """How many rows of id and document lists the database still holds for the job."""
+    with engine.connect() as connection:
+        kept: int = connection.execute(
+            text("SELECT count(*) FROM job_inputs WHERE job_id = :id"), {"id": job_id}
+        ).scalar_one()
+    return kept
+
+
 def test_documents_resolve_and_the_unknown_are_counted(
-    http: httpx.Client, family: dict[str, Any]
+    http: httpx.Client, engine: Engine, family: dict[str, Any]
 ) -> None:
     ana: Cliente = family["ana"]
     nit: Cliente = family["nit"]
@@ -216,6 +225,7 @@ def test_documents_resolve_and_the_unknown_are_counted(
     assert job["result"]["not_found"] == 2
     assert job["params"]["filtro"] == {"documentos_count": 4}
     assert len(job["params"]["listas_sha256"]) == 64
+    assert inputs_kept(engine, job["id"]) == 0, "the document list went with the job's end"
 
 
 @pytest.mark.parametrize(
@@ -406,7 +416,11 @@ def test_progress_and_rows_written_move_and_exports_do_not_wait(
 
 
 def test_cancel_mid_way_leaves_nothing(
-    http: httpx.Client, busy: Cliente, files: storage.Storage, family: dict[str, Any]
+    http: httpx.Client,
+    engine: Engine,
+    busy: Cliente,
+    files: storage.Storage,
+    family: dict[str, Any],
 ) -> None:
     job_id = _big(http, busy)
     wait_until(
@@ -414,6 +428,7 @@ def test_cancel_mid_way_leaves_nothing(
         120,
         "rows written",
     )
+    assert inputs_kept(engine, job_id) == 1, "the running export reads its list"
     assert http.delete(f"/api/jobs/{job_id}").status_code == 204
     job = settle(http, job_id)
     assert job["status"] == "canceled" and job["result"] is None
@@ -421,3 +436,4 @@ def test_cancel_mid_way_leaves_nothing(
     # The worker stopped and threw its file away; it takes the next job at once.
     export(http, {"filtro": {"ids": [family["ana"].id]}})
     assert list(files.list_files(f"jobs/{job_id}/")) == []
+    assert inputs_kept(engine, job_id) == 0
