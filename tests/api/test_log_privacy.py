@@ -169,6 +169,7 @@ def traffic(api: Api, workers: Workers, engine: Engine, redis_url: str) -> Traff
             "api": api.process,
             "exports": workers.exports,
             "reports": workers.reports,
+            "bulk": workers.bulk,
             "scheduler": workers.scheduler,
         }
     )
@@ -202,8 +203,20 @@ def traffic(api: Api, workers: Workers, engine: Engine, redis_url: str) -> Traff
             "/api/reporte-fidelizacion/generar",
             {**period, "monto_minimo": "0", "formato": "csv"},
         ),
+        (
+            JobType.EXPORTACION_MASIVA,
+            "/api/exportaciones/",
+            {
+                "formato": "csv",
+                "filtro": {"documentos": [by_cc, {**by_cc, "tipo_documento": "TI"}]},
+            },
+        ),
     ]
-    worker = {JobType.EXPORT_CLIENTE: "exports", JobType.REPORTE_FIDELIZACION: "reports"}
+    worker = {
+        JobType.EXPORT_CLIENTE: "exports",
+        JobType.REPORTE_FIDELIZACION: "reports",
+        JobType.EXPORTACION_MASIVA: "bulk",
+    }
     jobs: dict[JobType, tuple[str, str]] = {}
     with api.client() as http:
         for operation, status, request in lookups:
@@ -237,7 +250,7 @@ def traffic(api: Api, workers: Workers, engine: Engine, redis_url: str) -> Traff
 
 
 def test_no_personal_data_in_any_line_at_info_or_above(traffic: Traffic) -> None:
-    assert traffic.lines["api"] and traffic.lines["exports"] and traffic.lines["reports"]
+    assert all(traffic.lines[process] for process in ("api", "exports", "reports", "bulk"))
     leaks = [
         (process, value, line.text)
         for process, lines in traffic.lines.items()

@@ -10,9 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,10 +27,11 @@ import pytest
 from playwright.sync_api import Browser, Download, Page, expect, sync_playwright
 from sqlalchemy import Engine, text
 
+from harness import servers
 from harness.servers import OUTPUT
 from shared import api_keys
 from shared.models import Cliente, Compra
-from tests.conftest import BOOTSTRAP_KEY, Api
+from tests.conftest import BOOTSTRAP_KEY, Api, Workers
 from tests.factories import make_cliente, make_compra, unique_number
 from tests.jobs import new_key
 
@@ -393,8 +398,39 @@ BUSY_ROWS = 100_000
 
 
 @pytest.mark.usefixtures("workers")
+def rows_written_of(engine: Engine, key: str) -> int:
+    """The rows written so far by the bulk export of the API key `key` (its only job)."""
+    with engine.connect() as connection:
+        written = connection.execute(
+            text(
+                "SELECT j.rows_written FROM jobs AS j JOIN api_keys AS k ON k.id = j.api_key_id"
+                " WHERE k.key_hash = :hash AND j.type = 'exportacion_masiva'"
+            ),
+            {"hash": api_keys.hash_key(key)},
+        ).scalar()
+    return int(written or 0)
+
+
+@contextmanager
+def frozen(worker: servers.Process) -> Iterator[None]:
+    """The worker's pool processes (where its job runs) stopped with SIGSTOP for the block, then
+    continued: a job caught part-way however fast this machine renders it."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=False
+    )
+    children = [int(pid) for pid in found.stdout.split()]
+    assert children, f"no pool process under worker {worker.pid}"
+    for pid in children:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGCONT)
+
+
 def test_bulk_export_shows_progress_and_can_be_canceled(
-    page: Page, engine: Engine, api: Api
+    page: Page, engine: Engine, api: Api, workers: Workers
 ) -> None:
     key = new_key(engine, ["read", "export"])  # its jobs are this test's alone
     cliente = make_cliente(engine, nombre="Cancelar", apellido="Masiva")
@@ -414,16 +450,18 @@ def test_bulk_export_shows_progress_and_can_be_canceled(
     page.get_by_role("button", name="Exportar", exact=True).click()
 
     status = page.locator("#masiva-form .job-status")
-    expect(status).to_have_text(
-        re.compile(r"^Exportación masiva Excel: Generando \(\d+ %\) · [\d.]+ filas escritas…$"),
-        timeout=JOB_TIMEOUT_MS,
-    )
-    expect(page.locator("#masiva-form progress")).to_be_visible()
-    screenshot(page, "12-masiva-en-curso")
-    cancel = page.get_by_role("button", name="Cancelar exportación")
-    cancel.click()
-    expect(status).to_have_text("Exportación masiva Excel: el trabajo fue cancelado.")
-    expect(cancel).to_be_hidden()
+    servers.wait_until(lambda: rows_written_of(engine, key) > 0, 120, "rows written")
+    with frozen(workers.bulk):  # held part-way: on a quiet machine it ends in a few seconds
+        expect(status).to_have_text(
+            re.compile(r"^Exportación masiva Excel: Generando \(\d+ %\) · [\d.]+ filas escritas…$"),
+            timeout=JOB_TIMEOUT_MS,
+        )
+        expect(page.locator("#masiva-form progress")).to_be_visible()
+        screenshot(page, "12-masiva-en-curso")
+        cancel = page.get_by_role("button", name="Cancelar exportación")
+        cancel.click()
+        expect(status).to_have_text("Exportación masiva Excel: el trabajo fue cancelado.")
+        expect(cancel).to_be_hidden()
     expect(page.locator("#masiva-form .job-download")).to_be_hidden()
     with api.client(key) as http:
         (job,) = http.get("/api/jobs/", params={"type": "exportacion_masiva"}).json()["results"]
