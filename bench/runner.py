@@ -15,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -53,7 +53,9 @@ EXPORT_CONCURRENT = 600
 REPORT_RUNS = 3
 BODY_SAMPLE = 51
 # Every customer with a completed purchase: a window that starts before any seeded purchase.
-EVERY_CUSTOMER = {"desde": "2000-01-01", "monto_minimo": "0"}
+# Every purchase the seed makes (the last 90 days) within the longest window a report may span
+# (REPORT_MAX_DAYS, 366 by default): the API refuses a wider one.
+EVERY_CUSTOMER = {"desde": (date.today() - timedelta(days=365)).isoformat(), "monto_minimo": "0"}
 EMPTY_REPORT = {"desde": "2000-01-01", "hasta": "2000-01-02", "formato": "csv"}
 REPORTS_WORKER = "worker-reports"
 BULK_WORKER = "worker-bulk"
