@@ -12,10 +12,13 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml scripts/install.sh
 install: $(VENV)/.installed
 
 ## test: the whole suite against real PostgreSQL, Redis, API and workers (one fresh database per run)
+## on two pytest-xdist processes, each with a session of its own (tests/conftest.py); a module's
+## tests stay together on one (--dist loadfile), for its module-scoped stack. Two, not auto: the
+## machines have two cores, and each process's stack holds some 20 PostgreSQL connections.
 test: install
 	scripts/ensure-servers.sh
 	scripts/install-browser.sh
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 ## test-compose: docker-compose.yml for real: built, started, used, scaled, restarted (Docker
 ## engine, compose v2 and 1.29, and the base images made by scripts/ensure-docker.sh)

@@ -25,6 +25,15 @@ BOOTSTRAP_KEY = "clk_test_bootstrap_" + uuid.uuid4().hex
 # The run's own secrets, given to every service process (none of them is generated for tests).
 SECRET_KEY = secrets.token_urlsafe(32)
 ADMIN_PASSWORD = secrets.token_urlsafe(32)
+# pytest-xdist's name for this process (gw0, gw1, …; empty without -n). Each xdist process has
+# a session of its own (database, Redis, API, workers): the logs of its processes, which tests
+# read, carry this name so that two sessions never write to one file.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def log_label(name: str = "") -> str:
+    """The suffix of a set of workers' log files: `name` (another stack's) and the xdist process."""
+    return "".join(f"-{part}" for part in (name, XDIST_WORKER) if part)
 
 
 @pytest.fixture(scope="session")
@@ -145,8 +154,8 @@ class Workers:
     """The run's export, report, bulk and webhook workers and the scheduler. A fault test may
     kill or stop any of them; `start()` starts again whichever is not running."""
 
-    def __init__(self, env: dict[str, str], schedule_file: str, label: str = "") -> None:
-        # `label` names the logs of a second set of workers apart from the run's.
+    def __init__(self, env: dict[str, str], schedule_file: str, label: str) -> None:
+        # `label` (from `log_label`) names the logs of this set apart from any other's.
         self.exports, self.exports_metrics = self._worker("worker-exports", label, env)
         self.reports, self.reports_metrics = self._worker("worker-reports", label, env)
         self.bulk, self.bulk_metrics = self._worker("worker-bulk", label, env)
@@ -181,7 +190,7 @@ def workers(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workers]:
     schedule = tmp_path_factory.mktemp("beat") / "celerybeat-schedule"
-    running = Workers({**service_env, **WORKER_SETTINGS}, str(schedule))
+    running = Workers({**service_env, **WORKER_SETTINGS}, str(schedule), log_label())
     running.start()
     yield running
     running.stop()

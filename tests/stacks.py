@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine
 from harness import servers
 from harness.databases import throwaway_database
 from shared.settings import to_psycopg_url
-from tests.conftest import WORKER_SETTINGS, Api, Workers
+from tests.conftest import WORKER_SETTINGS, Api, Workers, log_label
 from tests.factories import make_cliente
 from tests.jobs import settle
 
@@ -62,7 +62,7 @@ def own_stack(
         workers = Workers(
             {**env, **WORKER_SETTINGS, **settings},
             str(scratch / "celerybeat-schedule"),
-            label=f"-{label}",
+            label=log_label(label),
         )
         cleanup.callback(workers.stop)
         workers.start()
