@@ -197,8 +197,9 @@ def workers(
 
 
 @pytest.fixture
-def http(client: httpx.Client, workers: Workers) -> httpx.Client:
-    """The bootstrap client, with the workers and the scheduler running."""
+def http(workers: Workers, client: httpx.Client) -> httpx.Client:
+    """The bootstrap client, with the workers and the scheduler running. (`workers` first: the
+    first test to ask starts them, and they boot while the API fixture waits for the API.)"""
     workers.start()
     return client
 

@@ -57,15 +57,15 @@ def own_stack(
             "STORAGE_DIR": str(scratch / "exports"),
             **settings,
         }
-        api_process = servers.api_server(env, servers.free_port())
-        cleanup.callback(api_process.stop)
         workers = Workers(
             {**env, **WORKER_SETTINGS, **settings},
             str(scratch / "celerybeat-schedule"),
             label=log_label(label),
         )
         cleanup.callback(workers.stop)
-        workers.start()
+        workers.start()  # first: they boot (seconds) while api_server waits for the API
+        api_process = servers.api_server(env, servers.free_port())
+        cleanup.callback(api_process.stop)
         api = Api(f"http://127.0.0.1:{api_process.env['PORT']}", api_process)
         wait_until_consuming(api, engine, workers)
         yield Stack(redis_process, redis_port, engine, api, workers)
