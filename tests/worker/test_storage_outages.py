@@ -24,8 +24,10 @@ from tests.factories import make_cliente, make_compra
 from tests.jobs import download, job_column, settle
 from tests.stacks import Stack, own_stack
 
-# Longer than the old code took to hand a job back (a failed save released it at once).
-OUTAGE_SECONDS = 8
+# Longer than the old code took to hand a job back (a failed save released it at once, and the
+# retry's second attempt came 2 s later). The attempt tries again after 1, 2, 4, 8 s (at 1, 3,
+# 7, 15 s): an outage of 5 s ends before the try at 7 s, which the test then waits for.
+OUTAGE_SECONDS = 5
 
 
 def mount_tmpfs(path: Path, size: str) -> None:
