@@ -19,6 +19,7 @@ from sqladmin import Admin, ModelView, action, expose
 from sqladmin.secret import Secret
 from sqlalchemy import Select, String, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -29,6 +30,7 @@ from wtforms import Form, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from services.query_api.admin_auth import AdminLogin, SameOriginChanges
+from services.query_api.auth import ApiKeyCache
 from shared import api_keys, db
 from shared.models import (
     ESTADOS_COMPRA,
@@ -211,6 +213,10 @@ class ApiKeyAdmin(_View, model=ApiKey):
     ]
     column_details_exclude_list: ClassVar[list[Any]] = [ApiKey.key_hash]
     column_default_sort: ClassVar[list[tuple[Any, bool]]] = [(ApiKey.created_at, True)]
+    # The API's state (set by `install`, as sqladmin sets session_maker), for this process's key
+    # cache: cleared here at once; the other processes' by the NOTIFY, which reaches this one
+    # too, but a moment later (a request in between still found the revoked key cached).
+    api_state: ClassVar[State]
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> ApiKey:
         new_key = api_keys.generate_key()
@@ -251,6 +257,8 @@ class ApiKeyAdmin(_View, model=ApiKey):
             for key_id in key_ids:
                 await session.execute(api_keys.revoke_key(key_id))
             await session.execute(api_keys.NOTIFY_CHANGED)
+        cache: ApiKeyCache = self.api_state.api_key_cache
+        cache.invalidate()
         # 303: the browser follows with a GET, never POSTing the revocation again.
         return RedirectResponse(request.url_for("admin:list", identity=self.identity), 303)
 
@@ -370,6 +378,7 @@ def install(app: FastAPI, settings: Settings) -> Admin:
         templates_dir=str(TEMPLATES_DIR),
     )
     login.templates = admin.templates
+    ApiKeyAdmin.api_state = app.state
     for view in VIEWS:
         admin.add_view(view)
     app.router.routes.append(Route(BASE_URL, _AdminRoot(admin), include_in_schema=False))
