@@ -172,6 +172,7 @@ def test_jsonl_one_object_a_line_money_as_strings(
     (line,) = download(http, job).content.decode().splitlines()
     document = json.loads(line)
     assert [c["monto"] for c in document["compras"]] == ["1500000.50", "20.00", "7.00"]
+    assert document == http.get(f"/api/clientes/{ana.id}/").json(), "the detail, every field"
     assert set(document["compras"][0]) == {
         "id",
         "numero_factura",
