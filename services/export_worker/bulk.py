@@ -15,6 +15,8 @@ joins them from `job_inputs`, where the API stored them as arrays).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -382,11 +384,28 @@ def _scalars(connection: Connection, statement: str, params: dict[str, Any]) -> 
     return [int(value) for value in row]
 
 
+class _Digested:
+    """`out`, written straight through, with the SHA-256 of what went through: the job's digest
+    without reading the file back (0.5 s for a 200 MB jsonl file), while PostgreSQL is still
+    writing the rows. Only for files written front to back, never seeked (not xlsx)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._digest = hashlib.sha256()
+
+    def write(self, data: bytes | bytearray) -> None:
+        self._digest.update(data)
+        self._out.write(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 def _copy_rows(
     connection: Connection,
     statement: str,
     params: dict[str, Any],
-    out: BinaryIO,
+    out: _Digested,
     progress: _Progress,
     *,
     line_end: bytes | None,
@@ -516,11 +535,14 @@ def render_exportacion_masiva(
     progress = _Progress(total, on_progress, on_rows)
     on_rows(0)
     fields = (*CLIENTE_FIELDS, *(COMPRA_FIELDS if incluir else ()))
+    digested = _Digested(out)
+    sha256 = None
     if jsonl:
         select = jsonl_statement(where, incluir_compras=incluir, few=few)
         statement = jsonl_copy_statement(select)
-        _copy_rows(connection, statement, params_sql, out, progress, line_end=None)
+        _copy_rows(connection, statement, params_sql, digested, progress, line_end=None)
         content_type = file_formats.JSONL.content_type
+        sha256 = digested.hexdigest()
     elif params.formato == "csv":
         header = Document(
             title="Exportación masiva",
@@ -531,15 +553,18 @@ def render_exportacion_masiva(
             generated_at=generated_at,
             timezone=timezone,
         )
-        csv_renderer.render(header, out)  # the BOM and the header row, as every csv file
+        header_bytes = io.BytesIO()
+        csv_renderer.render(header, header_bytes)  # the BOM and the header row, as every csv
+        digested.write(header_bytes.getvalue())
         columns = [csv_field_sql(field) for field in fields]
         names = [f"f{index}" for index in range(len(columns))]
         named = [f"{sql} AS {name}" for (sql, _), name in zip(columns, names, strict=True)]
         select = rows_statement(where, named, incluir_compras=incluir, few=few)
         quoted = [name for (_, quote), name in zip(columns, names, strict=True) if quote]
         statement = csv_copy_statement(select, quoted)
-        _copy_rows(connection, statement, params_sql, out, progress, line_end=CRLF)
+        _copy_rows(connection, statement, params_sql, digested, progress, line_end=CRLF)
         content_type = csv_renderer.FILE_FORMAT.content_type
+        sha256 = digested.hexdigest()
     else:
         sqls = [field.sql for field in fields]
         select = rows_statement(where, sqls, incluir_compras=incluir, few=few)
@@ -561,4 +586,5 @@ def render_exportacion_masiva(
         content_type=content_type,
         row_count=progress.count,
         not_found=not_found,
+        sha256=sha256,
     )
