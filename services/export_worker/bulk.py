@@ -46,6 +46,7 @@ from shared.models import texto_busqueda
 # Rows written between two looks at the job (progress, cancel) and two writes to the file.
 FLUSH_BYTES = 256 * 1024
 CRLF = b"\r\n"
+LF = b"\n"
 # Lists longer than this are joined by hashing them, not by an index probe per entry (see
 # Selection.long_list).
 FEW_CUSTOMERS = 10_000
@@ -340,14 +341,20 @@ def csv_copy_statement(select: str, quoted: Sequence[str]) -> str:
     return f"COPY ({select}) TO STDOUT (FORMAT csv, FORCE_QUOTE ({', '.join(quoted)}))"
 
 
-JSONL_QUOTE = 1  # the quote of jsonl_copy_statement, which COPY adds only around a line break
-
-
 def jsonl_copy_statement(select: str) -> str:
-    # CSV mode with a quote and a delimiter that JSON text never holds raw (json escapes every
-    # control character), so each document comes out as it is, one per line: text mode would
-    # double its backslashes.
-    return f"COPY ({select}) TO STDOUT (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"
+    # Binary: each document comes out as it is (text mode would double its backslashes), and
+    # PostgreSQL copies it without looking for characters to quote (csv mode did, at 10% of
+    # the export's CPU).
+    return f"COPY ({select}) TO STDOUT (FORMAT binary)"
+
+
+# Binary COPY: the file header (signature, no flags, no extension) before the first row; each
+# row of one non-NULL field: the field count, the value's length, the value; the trailer.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_ONE_FIELD = b"\x00\x01"
+_NULL = b"\xff\xff\xff\xff"  # the length of a NULL value
+_ROW_HEADER_BYTES = 6
+_BINARY_TRAILER = b"\xff\xff"
 
 
 # The file.
@@ -408,21 +415,31 @@ def _copy_rows(
     out: _Digested,
     progress: _Progress,
     *,
-    line_end: bytes | None,
+    jsonl: bool,
 ) -> None:
-    """COPY's rows (one per chunk, each ending in LF) into `out`, with `line_end` instead of
-    that LF when given (CSV wants CRLF), FLUSH_BYTES at a time."""
+    """COPY's rows (one per chunk, each ending in LF) into `out`, FLUSH_BYTES at a time: CSV
+    records with CRLF instead (RFC 4180), or jsonl documents from a binary COPY, each followed
+    by LF."""
     buffer = bytearray()
     rows = 0
     with _driver(connection).cursor() as cursor, cursor.copy(statement, params) as copy:
         for chunk in copy:
-            if line_end is None:
-                if chunk[0] == JSONL_QUOTE:  # a raw line break inside: it would break the line
+            if jsonl:
+                if rows == 0 and chunk[: len(_BINARY_HEADER)] == _BINARY_HEADER:
+                    chunk = chunk[len(_BINARY_HEADER) :]  # the first row's message holds it
+                if chunk == _BINARY_TRAILER:
+                    continue
+                if chunk[:2] != _ONE_FIELD or chunk[2:_ROW_HEADER_BYTES] == _NULL:
+                    raise ValueError("a jsonl row of a bulk export is not one document")
+                start = len(buffer)
+                buffer += chunk[_ROW_HEADER_BYTES:]
+                # JSON escapes every control character: a raw one would break the line.
+                if buffer.find(LF, start) != -1:
                     raise ValueError("a JSON document held a raw line break")
-                buffer += chunk
+                buffer += LF
             else:
                 buffer += chunk[:-1]
-                buffer += line_end
+                buffer += CRLF
             rows += 1
             if len(buffer) >= FLUSH_BYTES:
                 out.write(buffer)
@@ -540,7 +557,7 @@ def render_exportacion_masiva(
     if jsonl:
         select = jsonl_statement(where, incluir_compras=incluir, few=few)
         statement = jsonl_copy_statement(select)
-        _copy_rows(connection, statement, params_sql, digested, progress, line_end=None)
+        _copy_rows(connection, statement, params_sql, digested, progress, jsonl=True)
         content_type = file_formats.JSONL.content_type
         sha256 = digested.hexdigest()
     elif params.formato == "csv":
@@ -562,7 +579,7 @@ def render_exportacion_masiva(
         select = rows_statement(where, named, incluir_compras=incluir, few=few)
         quoted = [name for (_, quote), name in zip(columns, names, strict=True) if quote]
         statement = csv_copy_statement(select, quoted)
-        _copy_rows(connection, statement, params_sql, digested, progress, line_end=CRLF)
+        _copy_rows(connection, statement, params_sql, digested, progress, jsonl=False)
         content_type = csv_renderer.FILE_FORMAT.content_type
         sha256 = digested.hexdigest()
     else:
