@@ -120,17 +120,15 @@ COMPRA_FIELDS = tuple(
 # (no row: none): read, not aggregated from every purchase (at the small size 0.2 s of the
 # 0.55 s every-customer csv, 0.3 s of the 100,000-document one).
 _TOTALES = "LEFT JOIN clientes_totales AS totales ON totales.cliente_id = c.id"
-# For jsonl with purchases: one probe of ix_compras_cliente_fecha per customer yields both the
-# purchases, newest first as the index has them, and the totals. Each purchase is JSON made by
-# concatenation, keys in column order and no spaces, byte for byte what array_to_json of the
-# row wrote before, for a third less CPU (every column is NOT NULL; each text goes through
-# to_json for its escaping; estado is one of three words, by a CHECK constraint).
-_TOTALES_Y_LISTA = """CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE x.estado = 'completada') AS cantidad,
-        coalesce(sum(x.monto) FILTER (WHERE x.estado = 'completada'), 0.00) AS monto,
-        coalesce(string_agg(x.json, ','), '') AS lista
+# For jsonl with purchases: one probe of ix_compras_cliente_fecha per customer yields its
+# purchases, newest first as the index has them. Each purchase is JSON made by concatenation,
+# keys in column order and no spaces, byte for byte what array_to_json of the row wrote before,
+# for a third less CPU (every column is NOT NULL; each text goes through to_json for its
+# escaping; estado is one of three words, by a CHECK constraint).
+_COMPRAS_LISTA = """CROSS JOIN LATERAL (
+    SELECT coalesce(string_agg(x.json, ','), '') AS lista
     FROM (
-        SELECT p.estado, p.monto, '{"id":' || p.id
+        SELECT '{"id":' || p.id
             || ',"numero_factura":' || to_json(p.numero_factura::text)
             || ',"fecha_compra":' || to_json(p.fecha_compra)
             || ',"monto":"' || p.monto
@@ -139,7 +137,7 @@ _TOTALES_Y_LISTA = """CROSS JOIN LATERAL (
         FROM compras AS p WHERE p.cliente_id = c.id
         ORDER BY p.fecha_compra DESC, p.id DESC
     ) AS x
-) AS totales"""
+) AS compras"""
 # A customer as the detail's JSON, with json_build_object's spacing (the bytes jsonl files have
 # always had), by concatenation for the same reason; the document type's JSON is made once per
 # type (OFFSET 0 keeps that subquery apart, so its expression is not pulled up to every row).
@@ -155,7 +153,7 @@ _CLIENTE_JSON = """'{"id" : ' || c.id
     || ', "activo" : ' || c.activo
     || ', "total_compras" : ' || coalesce(totales.cantidad, 0)
     || ', "monto_total_compras" : "' || coalesce(totales.monto, 0.00) || '"'"""
-_COMPRAS_JSON = """ || ', "compras" : [' || totales.lista || ']'"""
+_COMPRAS_JSON = """ || ', "compras" : [' || compras.lista || ']'"""
 _FROM = "clientes AS c JOIN tipos_documento AS t ON t.id = c.tipo_documento_id"
 _FROM_JSON = """clientes AS c JOIN (
     SELECT t.*, json_build_object('id', t.id, 'codigo', t.codigo, 'nombre', t.nombre)::text AS json
@@ -279,8 +277,8 @@ def rows_statement(where: str, fields: Sequence[str], *, incluir_compras: bool) 
 def jsonl_statement(where: str, *, incluir_compras: bool) -> str:
     """One JSON document per customer (the detail's fields; `compras` inline when asked)."""
     document = f"{_CLIENTE_JSON}{_COMPRAS_JSON if incluir_compras else ''} || '}}'"
-    totales = _TOTALES_Y_LISTA if incluir_compras else _TOTALES
-    return f"SELECT {document}\nFROM {_FROM_JSON}\n{totales}\nWHERE {where}\n{_ORDER}"
+    joins = f"{_TOTALES}\n{_COMPRAS_LISTA}" if incluir_compras else _TOTALES
+    return f"SELECT {document}\nFROM {_FROM_JSON}\n{joins}\nWHERE {where}\n{_ORDER}"
 
 
 # CSV in SQL: each field as the csv renderer writes it.
