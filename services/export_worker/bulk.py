@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 from zoneinfo import ZoneInfo
 
 import psycopg
+import psycopg.sql
 from sqlalchemy import Connection, String, func, literal_column, select
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
@@ -47,6 +50,9 @@ from shared.models import texto_busqueda
 FLUSH_BYTES = 256 * 1024
 CRLF = b"\r\n"
 LF = b"\n"
+# A csv or jsonl file of this many rows or more is written in two halves by two PostgreSQL
+# backends at once (see _SecondHalf): the small bench's jsonl took 2.6 s instead of 4.0 s.
+SPLIT_MIN_ROWS = 20_000
 # Lists longer than this are joined by hashing them, not by an index probe per entry (see
 # Selection.long_list).
 FEW_CUSTOMERS = 10_000
@@ -242,19 +248,25 @@ _ROWS_WITH_PURCHASES = "greatest((SELECT count(*) FROM compras AS p WHERE p.clie
 
 
 def count_statement(where: str, incluir_compras: bool) -> str:
-    """How many rows the file will have: customers, or their purchases (at least one row each)."""
+    """How many rows the file will have: customers, or their purchases (at least one row each);
+    and the middle customer's id (NULL for none), where the file splits in halves."""
     rows = _ROWS_WITH_PURCHASES.format(id="c.id") if incluir_compras else "1"
-    return f"SELECT coalesce(sum({rows}), 0) FROM {_FROM} WHERE {where}"
+    return (
+        f"SELECT coalesce(sum({rows}), 0), percentile_disc(0.5) WITHIN GROUP (ORDER BY c.id)"
+        f" FROM {_FROM} WHERE {where}"
+    )
 
 
 def documents_count_statement(other_conditions: str, incluir_compras: bool) -> str:
     """In one pass over the job's documents: how many name no customer at all (whatever the
-    other filters), and how many rows the file will have (as count_statement), the customers
-    they name being grouped so that one named twice counts once."""
+    other filters), then what count_statement tells, the customers they name being grouped so
+    that one named twice counts once."""
     rows = _ROWS_WITH_PURCHASES.format(id="named.id") if incluir_compras else "1"
+    taken = "named.id IS NOT NULL AND named.taken"
     return f"""
 SELECT coalesce(sum(named.entries) FILTER (WHERE named.id IS NULL), 0),
-    coalesce(sum({rows}) FILTER (WHERE named.id IS NOT NULL AND named.taken), 0)
+    coalesce(sum({rows}) FILTER (WHERE {taken}), 0),
+    percentile_disc(0.5) WITHIN GROUP (ORDER BY named.id) FILTER (WHERE {taken})
 FROM (
     SELECT c.id, count(*) AS entries, bool_or({other_conditions}) AS taken
     FROM {_DOCUMENTOS}
@@ -356,12 +368,12 @@ def _driver(connection: Connection) -> psycopg.Connection[Any]:
     return driver
 
 
-def _scalars(connection: Connection, statement: str, params: dict[str, Any]) -> list[int]:
+def _scalars(connection: Connection, statement: str, params: dict[str, Any]) -> list[int | None]:
     """The one row of a statement of counts."""
     with _driver(connection).cursor() as cursor:
         row = cursor.execute(statement, params).fetchone()
     assert row is not None  # an aggregate without GROUP BY always has its row
-    return [int(value) for value in row]
+    return [None if value is None else int(value) for value in row]
 
 
 class _Digested:
@@ -381,18 +393,22 @@ class _Digested:
         return self._digest.hexdigest()
 
 
+class _Writer(Protocol):
+    def write(self, data: bytes | bytearray, /) -> object: ...
+
+
 def _copy_rows(
     connection: Connection,
     statement: str,
     params: dict[str, Any],
-    out: _Digested,
-    progress: _Progress,
+    out: _Writer,
+    on_rows: Callable[[int], None],
     *,
     jsonl: bool,
 ) -> None:
     """COPY's rows (one per chunk, each ending in LF) into `out`, FLUSH_BYTES at a time: CSV
     records with CRLF instead (RFC 4180), or jsonl documents from a binary COPY, each followed
-    by LF."""
+    by LF. `on_rows` hears how many rows each write held."""
     buffer = bytearray()
     rows = 0
     with _driver(connection).cursor() as cursor, cursor.copy(statement, params) as copy:
@@ -417,10 +433,158 @@ def _copy_rows(
             if len(buffer) >= FLUSH_BYTES:
                 out.write(buffer)
                 buffer.clear()
-                progress.add(rows)  # raises JobLost once the job was canceled
+                on_rows(rows)  # the job's progress: raises JobLost once it was canceled
                 rows = 0
     out.write(buffer)
-    progress.add(rows)
+    on_rows(rows)
+
+
+class _SecondHalf:
+    """The file's second half (the customers from the middle id on), written by a second
+    PostgreSQL backend into a spill file while the first backend writes the first half: one
+    backend builds rows on one core. Made by `_second_half`.
+
+    Its rows are counted as they come (`take`, for the job's progress); `append` waits for the
+    end and adds the spill to the file."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        statement: str,
+        params: dict[str, Any],
+        spill: BinaryIO,
+        *,
+        jsonl: bool,
+    ) -> None:
+        self._connection = connection
+        self._statement = statement
+        self._params = params
+        self._spill = spill
+        self._jsonl = jsonl
+        self._lock = threading.Lock()
+        self._new_rows = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._copy, name="bulk-second-half", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Cancel the query if it still runs (the first half failed, the job was canceled)."""
+        if self._thread.is_alive():
+            _driver(self._connection).cancel()
+            self._thread.join()
+
+    def _copy(self) -> None:
+        try:
+            _copy_rows(
+                self._connection,
+                self._statement,
+                self._params,
+                self._spill,
+                self._count,
+                jsonl=self._jsonl,
+            )
+        except BaseException as error:  # raised in the job's thread, by take()
+            self._error = error
+
+    def _count(self, rows: int) -> None:
+        with self._lock:
+            self._new_rows += rows
+
+    def take(self) -> int:
+        """The rows written since the last call; the second half's failure, if it failed."""
+        if self._error is not None:
+            raise self._error
+        with self._lock:
+            rows, self._new_rows = self._new_rows, 0
+        return rows
+
+    def append(self, out: _Writer, progress: _Progress) -> None:
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.5)
+            progress.add(self.take())  # raises JobLost once the job was canceled
+        progress.add(self.take())
+        self._spill.seek(0)
+        while chunk := self._spill.read(1024 * 1024):
+            out.write(chunk)
+
+
+@contextmanager
+def _second_half(
+    connection: Connection,
+    selection: Selection,
+    statement: str,
+    params: dict[str, Any],
+    *,
+    jsonl: bool,
+) -> Iterator[_SecondHalf]:
+    """A `_SecondHalf` running on a connection of its own that reads `connection`'s very
+    snapshot (pg_export_snapshot) with the same settings; stopped when the block ends."""
+    row = (
+        _driver(connection)
+        .execute("SELECT pg_export_snapshot(), current_setting('statement_timeout')")
+        .fetchone()
+    )
+    assert row is not None
+    snapshot, statement_timeout = row
+    with connection.engine.connect() as other, tempfile.TemporaryFile() as spill:
+        other.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with other.begin():
+            # First in its transaction, as PostgreSQL wants it.
+            set_snapshot = psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}")
+            _driver(other).execute(set_snapshot.format(psycopg.sql.Literal(snapshot)))
+            _plan_settings(other, selection, statement_timeout=statement_timeout)
+            half = _SecondHalf(other, statement, params, spill, jsonl=jsonl)
+            half.start()
+            try:
+                yield half
+            finally:
+                half.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class _CopiedFile:
+    """A csv or jsonl file's rows, which PostgreSQL writes: the selection's customers, by id."""
+
+    connection: Connection
+    selection: Selection
+    where: str
+    params: dict[str, Any]
+    jsonl: bool
+
+    def write(
+        self,
+        statement: Callable[[str], str],
+        out: _Writer,
+        progress: _Progress,
+        *,
+        halves_from: int | None,
+    ) -> None:
+        """`statement(condition)`'s rows into `out`: all at once, or, given the middle
+        customer's id, as two halves written at the same time by two backends."""
+        if halves_from is None:
+            _copy_rows(
+                self.connection,
+                statement(self.where),
+                self.params,
+                out,
+                progress.add,
+                jsonl=self.jsonl,
+            )
+            return
+        params = self.params | {"middle": halves_from}
+        second = statement(f"({self.where}) AND c.id >= %(middle)s")
+        with _second_half(
+            self.connection, self.selection, second, params, jsonl=self.jsonl
+        ) as other:
+            first = statement(f"({self.where}) AND c.id < %(middle)s")
+
+            def count(rows: int) -> None:
+                progress.add(rows + other.take())
+
+            _copy_rows(self.connection, first, params, out, count, jsonl=self.jsonl)
+            other.append(out, progress)
 
 
 @contextmanager
@@ -443,7 +607,9 @@ def _typed_rows(
         yield counted()
 
 
-def _plan_settings(connection: Connection, selection: Selection) -> None:
+def _plan_settings(
+    connection: Connection, selection: Selection, *, statement_timeout: str | None = None
+) -> None:
     """This transaction's settings for the export's statements."""
     settings = {
         # The plans are quick to run and slow to compile: JIT took 3.4 s of a 9 s export.
@@ -459,6 +625,8 @@ def _plan_settings(connection: Connection, selection: Selection) -> None:
         # Hash joins for the list: PostgreSQL, guessing 10 entries, would probe per entry. The
         # per-customer totals stay a nested loop (a lateral subquery has no other plan).
         settings["enable_nestloop"] = "off"
+    if statement_timeout is not None:
+        settings["statement_timeout"] = statement_timeout
     connection.execute(select(*(func.set_config(n, v, True) for n, v in settings.items())))
 
 
@@ -502,9 +670,11 @@ def render_exportacion_masiva(
     timezone: ZoneInfo,
     on_progress: Callable[[int], None],
     on_rows: Callable[[int], None],
+    split_min_rows: int = SPLIT_MIN_ROWS,
 ) -> exports.RenderedFile:
     """The job's file: the selected customers by id, one row each or one per purchase; the
-    documents that matched nothing are counted (`not_found`)."""
+    documents that matched nothing are counted (`not_found`). A csv or jsonl file of
+    `split_min_rows` rows or more is written in two halves at once."""
     on_progress(0)
     selection = Selection(job_id, params.filtro)
     _plan_settings(connection, selection)
@@ -518,18 +688,24 @@ def render_exportacion_masiva(
     if params.filtro.documentos is not None:
         others, others_params = selection.where(documentos=False)
         statement = documents_count_statement(others, rows_per_purchase)
-        not_found, total = _scalars(connection, statement, others_params)
+        not_found, total, middle = _scalars(connection, statement, others_params)
     else:
-        (total,) = _scalars(connection, count_statement(where, rows_per_purchase), params_sql)
+        statement = count_statement(where, rows_per_purchase)
+        total, middle = _scalars(connection, statement, params_sql)
+    assert total is not None  # a sum made not NULL
     progress = _Progress(total, on_progress, on_rows)
     on_rows(0)
     fields = (*CLIENTE_FIELDS, *(COMPRA_FIELDS if incluir else ()))
     digested = _Digested(out)
     sha256 = None
+    halves_from = middle if total >= split_min_rows else None
     if jsonl:
-        select = jsonl_statement(where, incluir_compras=incluir)
-        statement = jsonl_copy_statement(select)
-        _copy_rows(connection, statement, params_sql, digested, progress, jsonl=True)
+
+        def jsonl_rows(condition: str) -> str:
+            return jsonl_copy_statement(jsonl_statement(condition, incluir_compras=incluir))
+
+        file = _CopiedFile(connection, selection, where, params_sql, jsonl=True)
+        file.write(jsonl_rows, digested, progress, halves_from=halves_from)
         content_type = file_formats.JSONL.content_type
         sha256 = digested.hexdigest()
     elif params.formato == "csv":
@@ -548,10 +724,14 @@ def render_exportacion_masiva(
         columns = [csv_field_sql(field) for field in fields]
         names = [f"f{index}" for index in range(len(columns))]
         named = [f"{sql} AS {name}" for (sql, _), name in zip(columns, names, strict=True)]
-        select = rows_statement(where, named, incluir_compras=incluir)
         quoted = [name for (_, quote), name in zip(columns, names, strict=True) if quote]
-        statement = csv_copy_statement(select, quoted)
-        _copy_rows(connection, statement, params_sql, digested, progress, jsonl=False)
+
+        def csv_rows(condition: str) -> str:
+            select = rows_statement(condition, named, incluir_compras=incluir)
+            return csv_copy_statement(select, quoted)
+
+        file = _CopiedFile(connection, selection, where, params_sql, jsonl=False)
+        file.write(csv_rows, digested, progress, halves_from=halves_from)
         content_type = csv_renderer.FILE_FORMAT.content_type
         sha256 = digested.hexdigest()
     else:

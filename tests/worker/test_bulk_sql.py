@@ -3,8 +3,10 @@ Python: PostgreSQL writes those files, and they must read like every other csv o
 
 from __future__ import annotations
 
+import io
+import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,10 +16,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, insert
 
-from services.export_worker import bulk
+from services.export_worker import bulk, exports
 from services.export_worker.renderers import Column, Kind, escape_formula, plain_text
 from shared import jobs
-from shared.job_params import BulkFilter
+from shared.job_params import BulkExportParams, BulkFilter
 from shared.models import JobInput
 from shared.settings import get_settings
 from tests.database.job_rows import new_owner
@@ -131,5 +133,103 @@ def test_one_pass_over_the_documents_counts_as_the_file_has_rows(
         counted = cursor.execute(bulk.count_statement(where, incluir_compras), params).fetchone()
         others_sql, others_params = selection.where(documentos=False)
         one_pass = bulk.documents_count_statement(others_sql, incluir_compras)
-        not_found, total = cursor.execute(one_pass, others_params).fetchone()
-        assert (not_found, total) == (expected["not_found"], counted[0])
+        not_found, *counts = cursor.execute(one_pass, others_params).fetchone()
+        # The rows, and the middle customer where the file splits in halves.
+        assert (not_found, counts) == (expected["not_found"], list(counted))
+
+
+@pytest.fixture(scope="module")
+def surname(engine: Engine) -> str:
+    """Seven customers sharing a surname nobody else has, with 0 to 3 purchases each."""
+    word = f"Mitad{uuid.uuid4().hex[:10]}"
+    now = datetime.now(UTC)
+    for index in range(7):
+        cliente = make_cliente(engine, apellido=word, nombre=f"=Cliente {index}")
+        for day in range(index % 4):
+            make_compra(
+                engine, cliente, monto=f"{index}{day}.50", fecha_compra=now - timedelta(days=day)
+            )
+    return word
+
+
+SNAPSHOT: dict[str, Any] = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+
+
+class Render:
+    """render_exportacion_masiva in this process, on a read-only snapshot like the worker's."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.rows_seen: list[int] = []
+
+    def __call__(
+        self, job_id: uuid.UUID, params: BulkExportParams, split_min_rows: int
+    ) -> tuple[bytes, exports.RenderedFile]:
+        out = io.BytesIO()
+        self.rows_seen = []
+        with self.engine.connect() as connection:
+            connection.execution_options(**SNAPSHOT)
+            with connection.begin():
+                rendered = bulk.render_exportacion_masiva(
+                    connection,
+                    job_id=job_id,
+                    params=params,
+                    out=out,
+                    generated_at=datetime.now(UTC),
+                    timezone=ZoneInfo(get_settings().timezone),
+                    on_progress=lambda percent: None,
+                    on_rows=self.rows_seen.append,
+                    split_min_rows=split_min_rows,
+                )
+        return out.getvalue(), rendered
+
+
+@pytest.mark.parametrize("formato", ["csv", "jsonl"])
+@pytest.mark.parametrize("incluir_compras", [False, True])
+@pytest.mark.parametrize("by", ["q", "documentos"])
+def test_two_halves_at_once_make_the_very_file_of_one(
+    engine: Engine,
+    surname: str,
+    documents_job: tuple[uuid.UUID, dict[str, Any]],
+    formato: str,
+    incluir_compras: bool,
+    by: str,
+) -> None:
+    job_id, filtro = uuid.uuid4(), BulkFilter(q=surname)
+    if by == "documentos":
+        job_id, filtro = documents_job[0], BulkFilter(documentos=6)
+    params = BulkExportParams(formato, incluir_compras, filtro, None)
+    render = Render(engine)
+    whole, one = render(job_id, params, split_min_rows=10**9)
+    halves, two = render(job_id, params, split_min_rows=1)
+    assert halves == whole and two == one
+    assert whole.count(b"\n") >= 2
+    seen = render.rows_seen
+    assert seen == sorted(seen) and seen[-1] == one.row_count
+
+
+def test_a_failure_part_way_stops_the_second_half(engine: Engine, surname: str) -> None:
+    class Canceled(Exception):
+        pass
+
+    def cancel(rows: int) -> None:
+        raise Canceled
+
+    params = BulkExportParams("jsonl", True, BulkFilter(q=surname), None)
+    out = io.BytesIO()
+    with engine.connect() as connection:
+        connection.execution_options(**SNAPSHOT)
+        with connection.begin(), pytest.raises(Canceled):
+            bulk.render_exportacion_masiva(
+                connection,
+                job_id=uuid.uuid4(),
+                params=params,
+                out=out,
+                generated_at=datetime.now(UTC),
+                timezone=ZoneInfo(get_settings().timezone),
+                on_progress=lambda percent: None,
+                on_rows=lambda rows: cancel(rows) if rows else None,
+                split_min_rows=1,
+            )
+    assert [t for t in threading.enumerate() if t.name == "bulk-second-half"] == []
+    assert engine.pool.checkedout() == 0, "the second half's connection went back"  # type: ignore[attr-defined]
