@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, text
 
 from services.export_worker import bulk, exports
 from services.export_worker.renderers import Column, Kind, escape_formula, plain_text
@@ -208,15 +208,36 @@ def test_two_halves_at_once_make_the_very_file_of_one(
     assert seen == sorted(seen) and seen[-1] == one.row_count
 
 
-def test_a_failure_part_way_stops_the_second_half(engine: Engine, surname: str) -> None:
+@pytest.fixture(scope="module")
+def long_second_half(engine: Engine) -> str:
+    """Three customers sharing a surname: two with one purchase, the last (in the file's
+    second half, from the middle one on) with 50,000, so that its half still runs when the
+    first half is done."""
+    word = f"Larga{uuid.uuid4().hex[:10]}"
+    for _ in range(2):
+        make_compra(engine, make_cliente(engine, apellido=word))
+    cliente = make_cliente(engine, apellido=word)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO compras (cliente_id, numero_factura, fecha_compra, monto, estado)"
+                " SELECT :id, 'L' || :id || '-' || n, now(), 1000, 'pendiente'"
+                " FROM generate_series(1, 50000) AS n"
+            ),
+            {"id": cliente.id},
+        )
+    return word
+
+
+def test_a_failure_part_way_stops_the_second_half(engine: Engine, long_second_half: str) -> None:
     class Canceled(Exception):
         pass
 
     def cancel(rows: int) -> None:
         raise Canceled
 
-    params = BulkExportParams("jsonl", True, BulkFilter(q=surname), None)
-    out = io.BytesIO()
+    params = BulkExportParams("csv", True, BulkFilter(q=long_second_half), None)
+    checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
     with engine.connect() as connection:
         connection.execution_options(**SNAPSHOT)
         with connection.begin(), pytest.raises(Canceled):
@@ -224,7 +245,7 @@ def test_a_failure_part_way_stops_the_second_half(engine: Engine, surname: str) 
                 connection,
                 job_id=uuid.uuid4(),
                 params=params,
-                out=out,
+                out=io.BytesIO(),
                 generated_at=datetime.now(UTC),
                 timezone=ZoneInfo(get_settings().timezone),
                 on_progress=lambda percent: None,
@@ -232,4 +253,5 @@ def test_a_failure_part_way_stops_the_second_half(engine: Engine, surname: str) 
                 split_min_rows=1,
             )
     assert [t for t in threading.enumerate() if t.name == "bulk-second-half"] == []
-    assert engine.pool.checkedout() == 0, "the second half's connection went back"  # type: ignore[attr-defined]
+    back = engine.pool.checkedout()  # type: ignore[attr-defined]
+    assert back == checked_out, "the second half's connection went back"
