@@ -115,6 +115,14 @@ class Compra(Base):
             postgresql_include=["cliente_id", "monto"],
             postgresql_where=text("estado = 'completada'"),
         ),
+        # A customer's completed purchases, counted and summed from the index alone (no heap
+        # visit): the totals of every row of a bulk export, and of the detail.
+        Index(
+            "ix_compras_completadas_cliente",
+            "cliente_id",
+            postgresql_include=["monto"],
+            postgresql_where=text("estado = 'completada'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -129,6 +137,31 @@ class Compra(Base):
 
     def __str__(self) -> str:
         return self.numero_factura
+
+
+class ClienteTotales(Base):
+    """A customer's completed purchases, counted and summed: kept by statement triggers on
+    compras (migration 0007), so that an export of many customers reads them (a customer
+    without any completed purchase may have no row, or a row of zeros)."""
+
+    __tablename__ = "clientes_totales"
+
+    cliente_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    cantidad: Mapped[int] = mapped_column(BigInteger)
+    monto: Mapped[Decimal] = mapped_column(Numeric(20, 2))
+
+
+# The triggers on compras that keep clientes_totales (migration 0007), and the totals counted
+# anew: a bulk load disables the first and runs the second once, after its COPY.
+CLIENTES_TOTALES_TRIGGERS = (
+    "clientes_totales_insert",
+    "clientes_totales_update",
+    "clientes_totales_delete",
+)
+CLIENTES_TOTALES_RECOUNT = """
+INSERT INTO clientes_totales (cliente_id, cantidad, monto)
+SELECT cliente_id, count(*), sum(monto) FROM compras WHERE estado = 'completada'
+GROUP BY cliente_id"""
 
 
 class ApiKey(Base):

@@ -72,6 +72,7 @@ class RenderedFile:
     content_type: str
     row_count: int  # data rows: purchases for an export, customers for a report
     not_found: int | None = None  # a bulk export's documents that matched no customer
+    sha256: str | None = None  # the file's, when the renderer hashed it on the way
 
 
 class ClienteNotFound(Exception):

@@ -252,7 +252,7 @@ def _render_and_store(engine: Engine, job: ClaimedJob) -> tuple[str, dict[str, A
             "content_type": rendered.content_type,
             "size_bytes": path.stat().st_size,
             "row_count": rendered.row_count,
-            "sha256": _sha256(path),
+            "sha256": rendered.sha256 or _sha256(path),
         }
         if rendered.not_found is not None:
             result["not_found"] = rendered.not_found

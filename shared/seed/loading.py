@@ -26,7 +26,7 @@ from sqlalchemy.schema import (
 )
 
 from shared import documents
-from shared.models import Base
+from shared.models import CLIENTES_TOTALES_RECOUNT, CLIENTES_TOTALES_TRIGGERS, Base
 from shared.seed.generation import (
     COPY_BLOCK_LINES,
     REGISTRATION_DAYS,
@@ -67,7 +67,8 @@ def _bulk_ddl() -> tuple[Ddl, Ddl]:
     """What a bulk COPY drops first and rebuilds after, as shared.models defines it.
 
     Every index and every unique and foreign-key constraint of clientes and compras; the primary
-    keys (the foreign key needs them) and the cheap check constraints stay.
+    keys (the foreign key needs them) and the cheap check constraints stay. The triggers that
+    keep clientes_totales are off meanwhile; the totals are counted once after.
     """
     drops: list[tuple[str, ExecutableDDLElement]] = []
     indexes: list[tuple[str, ExecutableDDLElement]] = []
@@ -88,8 +89,19 @@ def _bulk_ddl() -> tuple[Ddl, Ddl]:
     def compiled(ddl: list[tuple[str, ExecutableDDLElement]]) -> Ddl:
         return [(name, str(element.compile(dialect=dialect)).strip()) for name, element in ddl]
 
+    # The purchases' totals: counted once after the load, not by the triggers over a transition
+    # table of every row the COPY wrote.
+    triggers = [
+        (name, f"ALTER TABLE compras {{}} TRIGGER {name}") for name in CLIENTES_TOTALES_TRIGGERS
+    ]
+    disable = [(name, statement.format("DISABLE")) for name, statement in triggers]
+    totals = [("clientes_totales", CLIENTES_TOTALES_RECOUNT.strip())]
+    enable = [(name, statement.format("ENABLE")) for name, statement in triggers]
     # Foreign keys last: each is then checked against the finished tables in a single join.
-    return compiled(drops), compiled(indexes + uniques + foreign_keys)
+    return (
+        compiled(drops) + disable,
+        compiled(indexes + uniques + foreign_keys) + totals + enable,
+    )
 
 
 @dataclass(frozen=True, slots=True)

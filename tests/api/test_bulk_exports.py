@@ -167,11 +167,14 @@ def test_jsonl_one_object_a_line_money_as_strings(
     assert first["total_compras"] == 2 and first["monto_total_compras"] == "1500020.50"
     assert datetime.fromisoformat(first["fecha_registro"]).tzinfo is not None
     assert "compras" not in first
+    nobody = export(http, {"formato": "jsonl", "filtro": {"q": word()}})
+    assert download(http, nobody).content == b"" and nobody["result"]["row_count"] == 0
 
     job = export(http, {"formato": "jsonl", "incluir_compras": True, "filtro": {"ids": [ana.id]}})
     (line,) = download(http, job).content.decode().splitlines()
     document = json.loads(line)
     assert [c["monto"] for c in document["compras"]] == ["1500000.50", "20.00", "7.00"]
+    assert document == http.get(f"/api/clientes/{ana.id}/").json(), "the detail, every field"
     assert set(document["compras"][0]) == {
         "id",
         "numero_factura",

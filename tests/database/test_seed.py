@@ -22,6 +22,7 @@ from harness.databases import database_url_for, throwaway_database
 from shared import documents
 from shared.settings import to_libpq_url, to_psycopg_url
 from tests import factories
+from tests.totales import TOTALES_DIFFERING
 
 SEED_DATA = str(Path(sys.executable).parent / "seed_data")
 PYTHON_M_SEED = [sys.executable, "-m", "shared.seed"]
@@ -209,6 +210,13 @@ def test_bulk_load_rebuilds_every_index_and_constraint(bulk_seeded: Seeded) -> N
     # New rows continue after the seeded ids.
     sequence = "SELECT last_value FROM clientes_id_seq"
     assert scalar(bulk_seeded.url, sequence) == 300
+    # The purchases' totals, counted once after the load, and their triggers on again.
+    assert scalar(bulk_seeded.url, "SELECT count(*) FROM clientes_totales") > 0
+    assert query(bulk_seeded.url, TOTALES_DIFFERING) == []
+    enabled = (
+        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'clientes_totales%%' AND tgenabled = 'O'"
+    )
+    assert scalar(bulk_seeded.url, enabled) == 4
 
 
 def test_bad_arguments_fail_clearly_and_change_nothing(bulk_seeded: Seeded) -> None:
@@ -241,6 +249,7 @@ def test_same_seed_same_rows_re_runs_add_and_reset_starts_over(
     # constraints hold throughout: new numbers, new invoices) and their own loyal customer.
     more = [seeded(url, "--clientes", "40", "--seed", "7"), seeded(url, "--clientes", "40")]
     assert scalar(url, "SELECT count(*) FROM clientes") == 380
+    assert query(url, TOTALES_DIFFERING) == []  # kept by the triggers on the ordinary path
     assert query(url, "SELECT * FROM clientes WHERE id <= 300 ORDER BY id") == original
     newest = query(url, "SELECT numero_factura FROM compras WHERE cliente_id > 340 ORDER BY id")
     oldest = query(url, "SELECT numero_factura FROM compras WHERE cliente_id <= 300 ORDER BY id")
@@ -255,6 +264,7 @@ def test_same_seed_same_rows_re_runs_add_and_reset_starts_over(
     assert 30 <= compras <= 120
     assert f"Added 30 customers and {compras:,} purchases" in reset.stdout
     assert f"now holds 30 customers and {compras:,} purchases" in reset.stdout
+    assert query(url, TOTALES_DIFFERING) == []
 
 
 def test_numbers_and_invoices_taken_by_other_rows_are_skipped(new_database: str) -> None:

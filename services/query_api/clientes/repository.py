@@ -49,8 +49,9 @@ _DETALLE = f"""json_build_object({_CLIENTE_FIELDS},
     'monto_total_compras', totales.monto::text,
     'compras', recientes.compras)"""
 
-# The customer joined with its type, its completed-purchase totals and its latest purchases;
-# both subqueries walk ix_compras_cliente_fecha for this customer only.
+# The customer joined with its type, its completed-purchase totals (from
+# ix_compras_completadas_cliente alone) and its latest purchases (ix_compras_cliente_fecha), for
+# this customer only.
 _DETALLE_FROM = f"""
     clientes AS c
     JOIN tipos_documento AS t ON t.id = c.tipo_documento_id

@@ -15,6 +15,13 @@ from sqlalchemy import Select, TextClause, Update, func, literal, select, text, 
 from shared.jobs import PUBLIC_COLUMNS, JobType, Status
 from shared.models import ApiKey, Job
 
+# A bulk export's lists (psycopg's SQL: the driver's own connection runs it), in PostgreSQL's
+# binary format: no array text for the server to parse (100,000 documents: 0.15 s, against
+# 0.25–0.45 s through SQLAlchemy's text parameters, in the API).
+INSERT_LISTS = (
+    "INSERT INTO job_inputs (job_id, ids, codigos, numeros) VALUES (%s, %b::bigint[], %b, %b)"
+)
+
 
 def forget_idempotency_key(api_key_id: uuid.UUID, key: str, *, older_than: timedelta) -> Update:
     """An idempotency key is remembered for a while only; past that the same key starts anew."""

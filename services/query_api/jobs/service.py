@@ -11,8 +11,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from redis.asyncio import Redis
-from sqlalchemy import Row, exists, insert, select
+from sqlalchemy import Row, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.query_api import cursors, metrics
@@ -28,7 +29,7 @@ from shared.job_params import (
     ReportParams,
 )
 from shared.jobs import JobType, Status
-from shared.models import Cliente, JobInput, TipoDocumento
+from shared.models import Cliente, TipoDocumento
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +139,9 @@ async def _insert(
 async def _insert_lists(connection: AsyncConnection, job_id: uuid.UUID, lists: BulkLists) -> None:
     """A bulk export's lists, in the job's transaction: one row, each list one array parameter
     (never a bind parameter per entry)."""
-    await connection.execute(
-        insert(JobInput).values(
-            job_id=job_id, ids=lists.ids, codigos=lists.codigos, numeros=lists.numeros
-        )
-    )
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    await driver.execute(repository.INSERT_LISTS, [job_id, lists.ids, lists.codigos, lists.numeros])
 
 
 async def document_codes(db: AsyncEngine) -> frozenset[str]:
