@@ -14,6 +14,7 @@ import uuid
 
 import redis
 
+from shared.jobs import TERMINAL
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,11 @@ def channel(job_id: uuid.UUID | str) -> str:
 @functools.cache
 def _redis(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def is_final(announced: bytes) -> bool:
+    """Whether an announcement (its message's data) says the job reached a terminal status."""
+    return announced.decode(errors="replace") in TERMINAL
 
 
 def announce(job_id: uuid.UUID | str, status: str) -> None:

@@ -236,6 +236,7 @@ async def wait_for(
             read,
             lambda row: row.status in jobs.TERMINAL,
             seconds,
+            worth_reading=job_events.is_final,
         )
 
 
