@@ -8,8 +8,9 @@ of jobs and keys, stays on the primary, so a client always sees the job it just 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, Executable, Row, create_engine, event, exc
@@ -90,13 +91,25 @@ def sync_read_engine() -> Engine:
     return create_sync_engine(settings.read_database_url, settings)
 
 
-def execute_alone(engine: Engine, statement: Executable) -> Row[Any] | None:
+class Bound(NamedTuple):
+    """A statement built once, with bind parameters, and their values for one execution:
+    `connection.execute(*bound)`. For the statements every job or request runs: SQLAlchemy
+    executes the same statement object again without building it, computing its cache key or
+    matching its result's columns to the cached compilation's anew (a job's claim: 0.35 ms of
+    CPU instead of 1.0; a read of a job by the API: 0.37 instead of 0.93)."""
+
+    statement: Executable
+    parameters: Mapping[str, Any]
+
+
+def execute_alone(engine: Engine, statement: Executable | Bound) -> Row[Any] | None:
     """Run a statement that is a whole transaction by itself (a job's claim, heartbeat or
     outcome), committed as it runs: one round trip where BEGIN, statement, COMMIT take three.
     Returns its first row, if any."""
+    bound = statement if isinstance(statement, Bound) else Bound(statement, {})
     with engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
-        return connection.execute(statement).first()
+        return connection.execute(*bound).first()
 
 
 def async_engine(settings: Settings | None = None) -> AsyncEngine:

@@ -204,7 +204,7 @@ async def get_owned(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row
     """The job, if it is the caller's: another key's job is as unknown as a missing one."""
     async with db.connect() as connection:
         row: Row[Any] | None = (
-            await connection.execute(repository.select_owned(job_id, owner.key_id))
+            await connection.execute(*repository.select_owned(job_id, owner.key_id))
         ).first()
     if row is None:
         raise NotFound(f"No job {job_id} for this API key.")
@@ -293,7 +293,7 @@ async def delete(
             if discarded.storage_key:
                 await asyncio.to_thread(files.delete, discarded.storage_key)
             changed, moved = Status.EXPIRED, discarded
-        elif (await connection.execute(repository.select_owned(job_id, owner.key_id))).first():
+        elif (await connection.execute(*repository.select_owned(job_id, owner.key_id))).first():
             return
         else:
             raise NotFound(f"No job {job_id} for this API key.")
