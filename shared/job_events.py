@@ -1,9 +1,10 @@
 """ "A job changed" announcements on Redis pub/sub.
 
 The process that commits a job's transition (a worker, the scheduler, or the API when the owner
-deletes the job) then PUBLISHes the new status on the job's channel; API requests waiting on the
-job (`GET /api/jobs/{id}?wait=N`, services/query_api/jobs/events.py) SUBSCRIBE to it and answer
-the moment it ends. Best effort: a lost announcement only sends the waiter back to polling.
+deletes the job) then PUBLISHes the new status on the job's channel (every transition but the
+claim, which ends no wait); API requests waiting on the job (`GET /api/jobs/{id}?wait=N`,
+services/query_api/jobs/events.py) SUBSCRIBE to it and answer the moment it ends. Best effort:
+a lost announcement only sends the waiter back to polling.
 """
 
 from __future__ import annotations

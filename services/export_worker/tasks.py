@@ -3,8 +3,8 @@
 Every step is guarded, because a message may arrive twice and a worker may die at any point:
 the claim (queued → running) lets one delivery through; the heartbeat and the final UPDATE
 count only while the job is still on this attempt, so a canceled or taken-over attempt stops
-and discards its work. Each committed transition is announced on Redis (`job:{id}`), which is
-what lets `GET /api/jobs/{id}?wait=N` answer the moment a job ends.
+and discards its work. Each committed transition but the claim is announced on Redis
+(`job:{id}`), which is what lets `GET /api/jobs/{id}?wait=N` answer the moment a job ends.
 """
 
 from __future__ import annotations
@@ -465,8 +465,9 @@ def run(celery_task: Task, job_id_text: str) -> None:
         metrics.job_claimed(job.type, row.started_at - row.created_at)
     token = request_id_var.set(row.request_id)
     try:
+        # The claim is not announced: it ends no wait, and the export's round trip to Redis
+        # would come before its render.
         log.info("job %s claimed (attempt %d)", job.id, job.attempt, extra={"type": job.type})
-        announce(job.id, jobs.Status.RUNNING)
         retry_in = _attempt(engine, job)
     finally:
         request_id_var.reset(token)

@@ -1,10 +1,11 @@
 """Waiting for a job to end (`?wait=N`) without polling the database.
 
-Workers and the scheduler PUBLISH `job:{id}` after every committed transition. A waiting request
-SUBSCRIBEs first and only then reads the row, so a transition committed in between is either
-already in what it read or on its way as a message; it re-reads the row on each message that
-may end the wait (the message says what the job became: `running` cannot) and answers as soon as
-the job is terminal or the time is up. Without Redis it falls back to a slow, bounded poll.
+Workers and the scheduler PUBLISH `job:{id}` after every committed transition but the claim. A
+waiting request SUBSCRIBEs first and only then reads the row, so a transition committed in
+between is either already in what it read or on its way as a message; it re-reads the row on
+each message that may end the wait (the message says what the job became: back to `queued`
+cannot) and answers as soon as the job is terminal or the time is up. Without Redis it falls back
+to a slow, bounded poll.
 
 Each wait holds a Redis connection for its whole length, so waits get a pool of their own
 (main.py), never the rate limiter's, and `LongPolls` bounds them per API key and per process:
