@@ -17,6 +17,7 @@ events in the same statement (`_final`): the outbox of shared.webhooks.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -25,10 +26,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Insert,
+    Interval,
     Select,
     Update,
+    bindparam,
     delete,
     func,
     null,
@@ -39,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import InstrumentedAttribute
 
 from shared import webhooks
+from shared.db import Bound
 from shared.models import Job, JobInput
 from shared.webhooks import EventType
 
@@ -173,7 +178,7 @@ def _final(
     ).add_cte(inputs_dropped)
 
 
-def _owned_by(attempt: int) -> ColumnElement[bool]:
+def _owned_by(attempt: int | BindParameter[int]) -> ColumnElement[bool]:
     # A worker's writes count only while the job is still on the attempt it claimed.
     return Job.attempts == attempt
 
@@ -218,12 +223,19 @@ def select_request_id(job_id: uuid.UUID) -> Select[Any]:
 
 
 # A worker's transitions: claim, heartbeat, then exactly one of succeed / fail / release.
+# The claim and the success, which every job runs, are built once with bind parameters
+# (db.Bound): building the success (an UPDATE in a CTE with the outbox's INSERT) alone took a
+# worker 1.9 ms of CPU a job.
 
 
-def claim(job_id: uuid.UUID) -> Update:
-    """queued → running, one more attempt. A duplicate delivery finds nothing to claim."""
+def _parameter(name: str, column: InstrumentedAttribute[Any]) -> BindParameter[Any]:
+    return bindparam(name, type_=column.type)
+
+
+@functools.cache
+def _claim() -> Update:
     return (
-        _transition(Status.RUNNING, Job.id == job_id)
+        _transition(Status.RUNNING, Job.id == _parameter("claimed_job_id", Job.id))
         .values(
             attempts=Job.attempts + 1,
             started_at=func.now(),
@@ -234,6 +246,11 @@ def claim(job_id: uuid.UUID) -> Update:
         )
         .returning(*CLAIMED_COLUMNS)
     )
+
+
+def claim(job_id: uuid.UUID) -> Bound:
+    """queued → running, one more attempt. A duplicate delivery finds nothing to claim."""
+    return Bound(_claim(), {"claimed_job_id": job_id})
 
 
 def heartbeat(
@@ -253,6 +270,24 @@ def heartbeat(
     return statement
 
 
+@functools.cache
+def _succeed() -> Select[Any]:
+    succeeded = _transition(
+        Status.SUCCEEDED,
+        Job.id == _parameter("succeeded_job_id", Job.id),
+        _owned_by(_parameter("succeeded_attempt", Job.attempts)),
+    ).values(
+        rows_written=_parameter("succeeded_rows_written", Job.rows_written),
+        progress=100,
+        finished_at=func.now(),
+        expires_at=func.now() + bindparam("succeeded_result_ttl", type_=Interval()),
+        result=_parameter("succeeded_result", Job.result),
+        storage_key=_parameter("succeeded_storage_key", Job.storage_key),
+        error=null(),
+    )
+    return _final(succeeded, EventType.JOB_SUCCEEDED, Job.id)
+
+
 def succeed(
     job_id: uuid.UUID,
     attempt: int,
@@ -261,17 +296,18 @@ def succeed(
     storage_key: str,
     result_ttl: timedelta,
     rows_written: int | None = None,
-) -> Select[Any]:
-    succeeded = _transition(Status.SUCCEEDED, Job.id == job_id, _owned_by(attempt)).values(
-        rows_written=rows_written,
-        progress=100,
-        finished_at=func.now(),
-        expires_at=func.now() + result_ttl,
-        result=dict(result),
-        storage_key=storage_key,
-        error=null(),
+) -> Bound:
+    return Bound(
+        _succeed(),
+        {
+            "succeeded_job_id": job_id,
+            "succeeded_attempt": attempt,
+            "succeeded_rows_written": rows_written,
+            "succeeded_result_ttl": result_ttl,
+            "succeeded_result": dict(result),
+            "succeeded_storage_key": storage_key,
+        },
     )
-    return _final(succeeded, EventType.JOB_SUCCEEDED, Job.id)
 
 
 def fail(job_id: uuid.UUID, attempt: int, error: JobError) -> Select[Any]:

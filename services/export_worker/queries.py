@@ -7,6 +7,7 @@ from the same snapshot.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from sqlalchemy import (
     SQLColumnExpression,
     String,
     and_,
+    bindparam,
     func,
     literal_column,
     select,
 )
+from sqlalchemy.engine import Dialect
 
 from shared.models import Cliente, Compra, TipoDocumento
 
@@ -123,15 +126,24 @@ CompraRow = tuple[str, datetime, Decimal, str, str]
 ReporteRow = tuple[str, str, str, str, str, str, int, Decimal, int]
 
 
+# An export of one customer runs these two statements, built once: building (and, for the
+# stream, compiling) them took the worker 0.9 ms of CPU a job.
+
+
 def cliente(connection: Connection, cliente_id: int) -> ClienteRow | None:
     """The customer's data and totals, counted as the API counts them: completed purchases;
     and `filas`, how many purchases the export will list."""
+    return connection.execute(_cliente_statement(), {"cliente_id": cliente_id}).first()
+
+
+@functools.cache
+def _cliente_statement() -> Select[str, str, str, str, str, str, datetime, bool, int, Decimal, int]:
     completed = and_(Compra.cliente_id == Cliente.id, Compra.estado == COMPLETADA)
     total_compras = select(func.count()).where(completed).scalar_subquery()
     monto_total = select(func.coalesce(func.sum(Compra.monto), 0)).where(completed)
     # Every purchase, whatever its state: the rows of the export, for its progress.
     filas = select(func.count()).where(Compra.cliente_id == Cliente.id).scalar_subquery()
-    statement = (
+    return (
         select(
             TipoDocumento.codigo,
             Cliente.numero_documento,
@@ -146,13 +158,17 @@ def cliente(connection: Connection, cliente_id: int) -> ClienteRow | None:
             filas.label("filas"),
         )
         .join(TipoDocumento, TipoDocumento.id == Cliente.tipo_documento_id)
-        .where(Cliente.id == cliente_id)
+        .where(Cliente.id == bindparam("cliente_id"))
     )
-    return connection.execute(statement).first()
 
 
 def compras(connection: Connection, cliente_id: int) -> AbstractContextManager[Iterator[CompraRow]]:
     """All the customer's purchases, newest first (the index ix_compras_cliente_fecha's order)."""
+    return streamed_sql(connection, _compras_sql(connection.dialect), {"cliente_id": cliente_id})
+
+
+@functools.cache
+def _compras_sql(dialect: Dialect) -> str:
     statement = (
         select(
             Compra.numero_factura,
@@ -161,10 +177,10 @@ def compras(connection: Connection, cliente_id: int) -> AbstractContextManager[I
             Compra.estado,
             Compra.descripcion,
         )
-        .where(Compra.cliente_id == cliente_id)
+        .where(Compra.cliente_id == bindparam("cliente_id"))
         .order_by(Compra.fecha_compra.desc(), Compra.id.desc())
     )
-    return _streamed(connection, statement)
+    return statement.compile(dialect=dialect).string
 
 
 def reporte_fidelizacion_statement(

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
+from services.query_api.jobs import downloads
 from shared import api_keys
 from tests.conftest import Api, Workers, assert_problem
 from tests.factories import make_cliente, make_compra
@@ -38,10 +39,20 @@ class Finished:
         return f'"{self.job["result"]["sha256"]}"'
 
 
-def succeeded_export(http: httpx.Client, engine: Engine, purchases: int = 40) -> dict[str, Any]:
+# Each purchase's description in the file: 40 purchases make a file of a few kilobytes, read in
+# one go, or one of several chunks, streamed.
+DESCRIPTIONS = {"one-chunk": "Compra de prueba", "chunks": "x" * (downloads.CHUNK_BYTES // 20)}
+
+
+def succeeded_export(
+    http: httpx.Client,
+    engine: Engine,
+    purchases: int = 40,
+    descripcion: str = DESCRIPTIONS["one-chunk"],
+) -> dict[str, Any]:
     cliente = make_cliente(engine)
-    for _ in range(purchases):  # 40: a file of a few kilobytes
-        make_compra(engine, cliente)
+    for _ in range(purchases):
+        make_compra(engine, cliente, descripcion=descripcion)
     created = http.post(f"/api/clientes/{cliente.id}/exportar", params={"formato": "csv"})
     job = settle(http, created.json()["id"])
     assert job["status"] == "succeeded", job
@@ -64,17 +75,24 @@ def s3_api(
         yield stack.api, stack.engine
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
+@pytest.fixture(
+    scope="module",
+    params=[(backend, size) for backend in ("local", "s3") for size in DESCRIPTIONS],
+    ids="-".join,
+)
 def finished(
     request: pytest.FixtureRequest, api: Api, workers: Workers, engine: Engine
 ) -> Iterator[Finished]:
-    if request.param == "s3":
+    backend, size = request.param
+    if backend == "s3":
         api, engine = request.getfixturevalue("s3_api")
     else:
         workers.start()
     with api.client() as http, api.client(key=None) as anonymous:
-        job = succeeded_export(http, engine)
-        yield Finished(http, anonymous, job, download(http, job).content)
+        job = succeeded_export(http, engine, descripcion=DESCRIPTIONS[size])
+        content = download(http, job).content
+        assert (len(content) > downloads.CHUNK_BYTES) == (size == "chunks")
+        yield Finished(http, anonymous, job, content)
 
 
 def test_whole_file_announces_ranges(finished: Finished) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Executable, Row, text
 
-from shared import api_keys, jobs
+from shared import api_keys, db, jobs
 from shared.jobs import JobType
 
 TTL = timedelta(hours=1)
@@ -23,10 +23,9 @@ def new_owner(engine: Engine, name: str) -> uuid.UUID:
     return key_id
 
 
-def execute(engine: Engine, statement: Executable) -> Row[Any] | None:
-    with engine.begin() as connection:
-        row: Row[Any] | None = connection.execute(statement).first()
-        return row
+def execute(engine: Engine, statement: Executable | db.Bound) -> Row[Any] | None:
+    """One statement, committed: as a worker runs a transition."""
+    return db.execute_alone(engine, statement)
 
 
 def new_job(engine: Engine, owner: uuid.UUID, idempotency_key: str | None = None) -> uuid.UUID:

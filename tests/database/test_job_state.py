@@ -44,7 +44,7 @@ def test_racing_claims_let_exactly_one_through(engine: Engine, owner: uuid.UUID)
     job_id = new_job(engine, owner)
     results: list[Row[Any] | None] = []
     with engine.begin() as first:
-        assert first.execute(jobs.claim(job_id)).first() is not None  # holds the row lock
+        assert first.execute(*jobs.claim(job_id)).first() is not None  # holds the row lock
         second = threading.Thread(
             target=lambda: results.append(execute(engine, jobs.claim(job_id)))
         )

@@ -184,8 +184,10 @@ async def _accept(
     if wait:
         state = request.app.state
         started = time.monotonic()
+        # The waiter's reads on the autocommit engine, as GET /api/jobs/{id}?wait: one round
+        # trip each, not BEGIN, SELECT, ROLLBACK.
         row = await service.wait_for(
-            db, state.wait_redis, state.long_polls, principal, row.id, wait
+            state.read_engine, state.wait_redis, state.long_polls, principal, row.id, wait
         )
         # Not applied when the key's long polls were all taken and the answer came at once.
         if row.status in TERMINAL or time.monotonic() - started >= wait - 0.1:

@@ -1,10 +1,11 @@
 """Waiting for a job to end (`?wait=N`) without polling the database.
 
-Workers and the scheduler PUBLISH `job:{id}` after every committed transition. A waiting request
-SUBSCRIBEs first and only then reads the row, so a transition committed in between is either
-already in what it read or on its way as a message; it re-reads the row on each message and
-answers as soon as the job is terminal or the time is up. Without Redis it falls back to a slow,
-bounded poll.
+Workers and the scheduler PUBLISH `job:{id}` after every committed transition but the claim. A
+waiting request SUBSCRIBEs first and only then reads the row, so a transition committed in
+between is either already in what it read or on its way as a message; it re-reads the row on
+each message that may end the wait (the message says what the job became: back to `queued`
+cannot) and answers as soon as the job is terminal or the time is up. Without Redis it falls back
+to a slow, bounded poll.
 
 Each wait holds a Redis connection for its whole length, so waits get a pool of their own
 (main.py), never the rate limiter's, and `LongPolls` bounds them per API key and per process:
@@ -61,8 +62,10 @@ async def wait_until(
     read: Callable[[], Awaitable[T]],
     done: Callable[[T], bool],
     seconds: float,
+    worth_reading: Callable[[bytes], bool],
 ) -> T:
-    """Read with `read()` until `done(value)` or `seconds` pass; return the last value."""
+    """Read with `read()` until `done(value)` or `seconds` pass; return the last value. A
+    message on `channel` makes it read again if `worth_reading(its data)`."""
     deadline = time.monotonic() + seconds
     value: T | None = None
     try:
@@ -73,7 +76,7 @@ async def wait_until(
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=remaining
                 )
-                if message is not None:
+                if message is not None and worth_reading(message["data"]):
                     value = await read()
             return value
     except (RedisError, OSError) as error:

@@ -203,7 +203,7 @@ async def get_owned(db: AsyncEngine, owner: Principal, job_id: uuid.UUID) -> Row
     """The job, if it is the caller's: another key's job is as unknown as a missing one."""
     async with db.connect() as connection:
         row: Row[Any] | None = (
-            await connection.execute(repository.select_owned(job_id, owner.key_id))
+            await connection.execute(*repository.select_owned(job_id, owner.key_id))
         ).first()
     if row is None:
         raise NotFound(f"No job {job_id} for this API key.")
@@ -235,6 +235,7 @@ async def wait_for(
             read,
             lambda row: row.status in jobs.TERMINAL,
             seconds,
+            worth_reading=job_events.is_final,
         )
 
 
@@ -291,7 +292,7 @@ async def delete(
             if discarded.storage_key:
                 await asyncio.to_thread(files.delete, discarded.storage_key)
             changed, moved = Status.EXPIRED, discarded
-        elif (await connection.execute(repository.select_owned(job_id, owner.key_id))).first():
+        elif (await connection.execute(*repository.select_owned(job_id, owner.key_id))).first():
             return
         else:
             raise NotFound(f"No job {job_id} for this API key.")
