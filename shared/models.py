@@ -120,7 +120,7 @@ class Compra(Base):
         Index(
             "ix_compras_completadas_cliente",
             "cliente_id",
-            postgresql_include=["monto"],
+            postgresql_include=["fecha_compra", "monto"],
             postgresql_where=text("estado = 'completada'"),
         ),
     )

@@ -1,5 +1,6 @@
 """ix_compras_completadas_cliente: each customer's completed purchases (count and sum) read from
-the index alone, for the bulk export's totals (SPEC §10) and the customer detail's.
+the index alone, in customer order, for the customer detail's totals and the loyalty report
+(its window from fecha_compra, no hash table: see queries.prepare_report_transaction).
 
 Revision ID: 0005
 Revises: 0004
@@ -22,7 +23,7 @@ def upgrade() -> None:
         "ix_compras_completadas_cliente",
         "compras",
         ["cliente_id"],
-        postgresql_include=["monto"],
+        postgresql_include=["fecha_compra", "monto"],
         postgresql_where=sa.text("estado = 'completada'"),
     )
 
