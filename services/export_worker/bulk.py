@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import psycopg.sql
-from sqlalchemy import Connection, String, func, literal_column, select
+from sqlalchemy import Connection, String, literal_column
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 from services.export_worker import exports, queries
@@ -631,7 +631,7 @@ def _plan_settings(
         settings["enable_nestloop"] = "off"
     if statement_timeout is not None:
         settings["statement_timeout"] = statement_timeout
-    connection.execute(select(*(func.set_config(n, v, True) for n, v in settings.items())))
+    queries.set_local(connection, settings)
 
 
 def _parameters(params: BulkExportParams, not_found: int | None) -> list[tuple[str, Value]]:

@@ -239,12 +239,16 @@ REPORT_PLAN_SETTINGS = {
 }
 
 
+def set_local(connection: Connection, settings: Mapping[str, str]) -> None:
+    """PostgreSQL settings for the open transaction only, all in one round trip."""
+    connection.execute(select(*(func.set_config(n, v, True) for n, v in settings.items())))
+
+
 def prepare_report_transaction(connection: Connection) -> None:
     """REPORT_PLAN_SETTINGS, for this transaction only. work_mem is room for the final sort
     (and a short window's): with the default 4MB it spills to disk from about 100,000
     customers on."""
-    for name, value in REPORT_PLAN_SETTINGS.items():
-        connection.execute(select(func.set_config(name, value, True)))
+    set_local(connection, REPORT_PLAN_SETTINGS)
 
 
 def reporte_fidelizacion(

@@ -209,18 +209,17 @@ class _Beats:
 
 
 _beats_lock = threading.Lock()
-_beats_by_process: dict[int, _Beats] = {}
+_process_beats: _Beats | None = None
 
 
 def _beats() -> _Beats:
     """This process's `_Beats`, started with its first job: a pool process forked from a parent
     that had one gets its own (a thread does not survive the fork)."""
-    pid = os.getpid()
+    global _process_beats
     with _beats_lock:
-        if pid not in _beats_by_process:
-            _beats_by_process.clear()  # the parent's, if any: its thread is not in this process
-            _beats_by_process[pid] = _Beats()
-        return _beats_by_process[pid]
+        if _process_beats is None or _process_beats.pid != os.getpid():
+            _process_beats = _Beats()
+        return _process_beats
 
 
 T = TypeVar("T")
