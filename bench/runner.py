@@ -746,13 +746,25 @@ def soak_figures(context: Context) -> list[Figure]:
 
 
 def paced_figures(context: Context) -> list[Figure]:
-    """Half the rate of this run's saturation figure: the `buscar` group's, or measured here
-    the same way when that group did not run."""
+    """Half the rate at which this run saturates under the paced run's own mix: wrk -t2 -c64
+    as the `buscar` group, while export jobs are POSTed as in the paced run. The `buscar`
+    group's figure alone (measured here when that group did not run) is shown beside it."""
+    sample = datasets.documents(context.dataset.url)
+    requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
     if context.buscar is None:
-        sample = datasets.documents(context.dataset.url)
-        requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
         say("paced: measuring saturation first (wrk -t2 -c64, as the buscar group)")
         context.buscar = _load(context, context.url, requests)
+    say(f"paced: saturation with {paced.POST_RATE} export POSTs a second meanwhile (wrk -c64)")
+    exports = soak.JobStream(
+        context.url, context.key, context.dataset.export_cliente_id, paced.POST_RATE
+    )
+    exports.start()
+    try:
+        with_exports = _load(context, context.url, requests)
+    finally:
+        exports.stop()
+    if exports.error is not None or exports.failures:
+        raise RuntimeError(f"export POSTs failed: {exports.error or exports.failures[:3]}")
     setup = paced.Setup(
         url=context.url,
         key=context.key,
@@ -761,7 +773,8 @@ def paced_figures(context: Context) -> list[Figure]:
         api=context.process(API),
         workers=[process for process in context.processes if process.name != API],
         seconds=context.paced_seconds,
-        saturation=context.buscar,
+        saturation=with_exports,
+        saturation_alone=context.buscar,
         env=context.env,
     )
     figures, tables = paced.measure(setup, say)

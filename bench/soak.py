@@ -92,10 +92,11 @@ class JobStream:
     """Export jobs POSTed at a steady rate from a thread until stopped. A POST without an answer
     is counted, not retried: retrying could make a second job."""
 
-    def __init__(self, url: str, key: str, cliente_id: int) -> None:
+    def __init__(self, url: str, key: str, cliente_id: int, rate: float = JOB_RATE) -> None:
         self.url = url
         self.key = key
         self.cliente_id = cliente_id
+        self.rate = rate  # POSTs a second
         # Appended by the thread, read by the soak's loop: list appends and copies are atomic.
         self.accepted: list[str] = []
         self.failures: list[str] = []
@@ -120,7 +121,7 @@ class JobStream:
             with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
                 for sent in itertools.count():
                     # On schedule, not a fixed sleep: a slow POST is caught up, not dropped.
-                    due = self._started + sent / JOB_RATE
+                    due = self._started + sent / self.rate
                     if self._stopping.wait(max(0.0, due - time.monotonic())):
                         return
                     self._post(client)
