@@ -271,8 +271,7 @@ def lookup_figures(context: Context) -> list[Figure]:
 def lane_figures(context: Context) -> list[Figure]:
     """The fast lane on against off (bench/fast_lane.py): the lane stays only if it saves at
     least 15% of the API's CPU per request (issue 11)."""
-    sample = datasets.documents(context.dataset.url)
-    requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
+    requests = _buscar_requests(context)
     authorization = f"Bearer {context.key}"
     lanes = fast_lane.measure(
         context.env, requests, authorization, context.seconds, context.log, say
@@ -313,8 +312,7 @@ def layer_figures(context: Context) -> list[Figure]:
     """What each layer costs (bench/layers.py): the API with each layer off in turn and the bare
     floor, one process each, the same load in turns; and the server A/B, uvicorn against
     granian. Target: the API as deployed ≤ 1.10× the floor (issue 16)."""
-    sample = datasets.documents(context.dataset.url)
-    requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
+    requests = _buscar_requests(context)
     seconds = max(5, context.seconds * 2 // 5)
     taken = layers.measure(
         context.env, requests, f"Bearer {context.key}", seconds, context.log, say
@@ -401,6 +399,12 @@ def _attempt(measure: Callable[[], T]) -> tuple[T | None, str]:
         with (services.LOG_DIR / "errors.log").open("a") as log:
             log.write(traceback.format_exc() + "\n")
         return None, f"baseline not measured: {_describe(error)}"
+
+
+def _buscar_requests(context: Context) -> Path:
+    """wrk's `buscar` requests over the dataset's sample of documents."""
+    sample = datasets.documents(context.dataset.url)
+    return datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
 
 
 def _load(context: Context, url: str, requests: Path) -> wrk.Load:
@@ -749,8 +753,7 @@ def paced_figures(context: Context) -> list[Figure]:
     """Half the rate at which this run saturates under the paced run's own mix: wrk -t2 -c64
     as the `buscar` group, while export jobs are POSTed as in the paced run. The `buscar`
     group's figure alone (measured here when that group did not run) is shown beside it."""
-    sample = datasets.documents(context.dataset.url)
-    requests = datasets.buscar_requests(context.work_dir / "buscar.lua", sample)
+    requests = _buscar_requests(context)
     if context.buscar is None:
         say("paced: measuring saturation first (wrk -t2 -c64, as the buscar group)")
         context.buscar = _load(context, context.url, requests)

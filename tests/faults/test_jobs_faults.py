@@ -108,7 +108,9 @@ def test_a_message_delivered_three_times_runs_once(
     assert done["status"] == "succeeded", done
     # Every message taken and acknowledged (after its task returned, so after its log line).
     wait_until(
-        lambda: task_messages(broker, job_id, "exports") == (set(), set()), 30, "messages consumed"
+        lambda: task_messages(broker, job_id, JobType.EXPORT_CLIENTE) == (set(), set()),
+        30,
+        "messages consumed",
     )
     log = fault_workers.exports.log()
     # At least the two sent here; the scheduler's sweep may add one if the workers were slow to
@@ -189,11 +191,11 @@ def test_sigterm_mid_report_hands_the_job_back_at_once_and_the_worker_exits(
 
 
 def task_messages(
-    broker: redis.Redis, job_id: str, queue: str = "reports"
+    broker: redis.Redis, job_id: str, job_type: JobType = JobType.REPORTE_FIDELIZACION
 ) -> tuple[set[str], set[str]]:
-    """The Celery task ids of a job's messages in Redis: waiting in its queue, and delivered but
-    not yet acknowledged (kombu keeps those in the `unacked` hash until the ack)."""
-    queued = [json.loads(raw) for raw in broker.lrange(queue, 0, -1)]
+    """The Celery task ids of a job's messages in Redis: waiting in its type's queue, and
+    delivered but not yet acknowledged (kombu keeps those in the `unacked` hash until the ack)."""
+    queued = [json.loads(raw) for raw in broker.lrange(job_queue.QUEUES[job_type], 0, -1)]
     delivered = [json.loads(raw)[0] for raw in broker.hvals("unacked")]
 
     def of_job(messages: list[dict[str, Any]]) -> set[str]:
