@@ -125,6 +125,31 @@ def one_call_latencies(client: httpx.Client, cliente_id: int, count: int) -> lis
     return seconds
 
 
+def _async_client(url: str, key: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=CONCURRENT_CONNECTIONS)
+    headers = {"Authorization": f"Bearer {key}"}
+    return httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=WAIT_SECONDS + 30
+    )
+
+
+def create_exports(url: str, key: str, cliente_id: int, count: int) -> list[str]:
+    """`count` exports made through the API, CONCURRENT_CONNECTIONS at a time; their job ids.
+    Any answer but 202 stops the figure."""
+
+    async def create_all() -> list[str]:
+        async with _async_client(url, key) as client:
+            slots = asyncio.Semaphore(CONCURRENT_CONNECTIONS)
+
+            async def create() -> str:
+                async with slots:
+                    return str(_accepted(await client.post(export_path(cliente_id)))["id"])
+
+            return await asyncio.gather(*(create() for _ in range(count)))
+
+    return asyncio.run(create_all())
+
+
 def export_throughput(url: str, key: str, cliente_id: int, count: int) -> Throughput:
     return asyncio.run(_export_throughput(url, key, cliente_id, count))
 
@@ -132,11 +157,7 @@ def export_throughput(url: str, key: str, cliente_id: int, count: int) -> Throug
 async def _export_throughput(url: str, key: str, cliente_id: int, count: int) -> Throughput:
     """`count` exports fired at once, then followed until every one has succeeded. A POST
     without an answer is counted, not retried: retrying could make a second job."""
-    limits = httpx.Limits(max_connections=CONCURRENT_CONNECTIONS)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(
-        base_url=url, headers=headers, limits=limits, timeout=WAIT_SECONDS + 30
-    ) as client:
+    async with _async_client(url, key) as client:
 
         async def create() -> Job | None:
             try:

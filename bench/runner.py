@@ -25,6 +25,7 @@ import psycopg
 from bench import (
     bulk,
     copy_baseline,
+    drain,
     drivers,
     fast_lane,
     jobs,
@@ -32,6 +33,7 @@ from bench import (
     layers_app,
     paced,
     pgbench,
+    probe,
     report_split,
     services,
     soak,
@@ -50,6 +52,10 @@ RESULTS_DIR = Path(__file__).with_name("results")
 WARM_UP_SECONDS = 3
 EXPORT_SEQUENTIAL = 200
 EXPORT_CONCURRENT = 600
+DRAIN_QUEUED = 1000
+DRAIN_ROUNDS = 2  # each design in turn, twice: the median of each is shown
+# The exports worker as it was before issue 16 (prefork, two processes), against the Procfile's.
+DRAIN_BASELINE_OPTIONS = {"--concurrency": "2"}
 REPORT_RUNS = 3
 BODY_SAMPLE = 51
 # Every customer with a completed purchase: a window that starts before any seeded purchase.
@@ -57,6 +63,7 @@ BODY_SAMPLE = 51
 # (REPORT_MAX_DAYS, 366 by default): the API refuses a wider one.
 EVERY_CUSTOMER = {"desde": (date.today() - timedelta(days=365)).isoformat(), "monto_minimo": "0"}
 EMPTY_REPORT = {"desde": "2000-01-01", "hasta": "2000-01-02", "formato": "csv"}
+EXPORTS_WORKER = "worker-exports"
 REPORTS_WORKER = "worker-reports"
 BULK_WORKER = "worker-bulk"
 API = "api"
@@ -511,7 +518,10 @@ def export_figures(context: Context) -> list[Figure]:
     total = [timed.seconds * 1000 for timed in sequential]
     created = [timed.created_seconds * 1000 for timed in sequential]
     one_call = [s * 1000 for s in jobs.one_call_latencies(context.client, cliente_id, 20)]
-    burst = jobs.export_throughput(context.url, context.key, cliente_id, EXPORT_CONCURRENT)
+    burst, burst_cpu = _with_cpu_split(
+        context,
+        lambda: jobs.export_throughput(context.url, context.key, cliente_id, EXPORT_CONCURRENT),
+    )
     purchases = datasets.purchases_of(context.dataset.url, cliente_id)
     what = (
         f"{EXPORT_SEQUENTIAL} sequential {jobs.EXPORT_FORMAT} exports of customer {cliente_id} "
@@ -549,15 +559,80 @@ def export_figures(context: Context) -> list[Figure]:
         ),
         Figure(
             "export_jobs_per_s",
-            "export jobs, one worker at concurrency 2",
+            "export jobs end to end: POSTed at once, followed to `succeeded`",
             "jobs/s",
             burst.jobs_per_second,
             burst.created_per_second,
             "jobs accepted/s (POST → 202)",
             Target("≥ 300 jobs/s", at_least=300),
             f"{EXPORT_CONCURRENT} jobs fired at once over {jobs.CONCURRENT_CONNECTIONS} "
-            f"connections; {burst.errors} POSTs without an answer",
+            f"connections, then followed (`?wait=`) until succeeded; {burst.errors} POSTs "
+            "without an answer; CPU a job (ms): "
+            + ", ".join(
+                f"{group} {seconds * 1000 / burst.jobs:.1f}" for group, seconds in burst_cpu.items()
+            ),
         ),
+        *drain_figures(context),
+    ]
+
+
+def _with_cpu_split(context: Context, measure: Callable[[], T]) -> tuple[T, dict[str, float]]:
+    """`measure()`, and the CPU seconds each group of processes (probe.GROUPS) used meanwhile."""
+    api = context.process(API)
+    workers = [process for process in context.processes if process is not api]
+    with psycopg.connect(context.dataset.url, autocommit=True) as database:
+        watch = probe.Probe(api, workers, context.work_dir, database)
+        before = watch.snapshot()
+        measured = measure()
+        interval = probe.Interval(before, watch.snapshot())
+    return measured, {group: interval.cores(group) * interval.seconds for group in probe.GROUPS}
+
+
+def drain_figures(context: Context) -> list[Figure]:
+    """The Procfile's exports worker against the design before it (DRAIN_BASELINE_OPTIONS),
+    each draining DRAIN_QUEUED exports made while no worker consumed (bench/drain.py)."""
+    cliente_id = context.dataset.export_cliente_id
+    worker = context.process(EXPORTS_WORKER)
+    baseline_argv = servers.replace_options(worker.argv, DRAIN_BASELINE_OPTIONS)
+    designs = {
+        "baseline": services.BenchProcess(f"{EXPORTS_WORKER}-before", baseline_argv, context.env),
+        "procfile": services.BenchProcess(f"{EXPORTS_WORKER}-drain", worker.argv, context.env),
+    }
+    drains: dict[str, list[drain.Drain]] = {name: [] for name in designs}
+    worker.stop()
+    try:
+        for _ in range(DRAIN_ROUNDS):
+            for name, process in designs.items():
+                queued = jobs.create_exports(context.url, context.key, cliente_id, DRAIN_QUEUED)
+                drains[name].append(drain.run(context.dataset.url, queued, process))
+    finally:
+        worker.start()
+    jobs.export_latencies(context.client, cliente_id, 2)  # the Procfile's worker is back
+
+    def median(name: str, value: Callable[[drain.Drain], float]) -> float:
+        return statistics.median(value(run) for run in drains[name])
+
+    def rates(name: str) -> str:
+        return "/".join(f"{run.jobs_per_second:.0f}" for run in drains[name])
+
+    def option(argv: list[str]) -> str:
+        return f"--concurrency {argv[argv.index('--concurrency') + 1]}"
+
+    return [
+        Figure(
+            "export_drain_per_s",
+            f"export jobs drained by one exports worker ({option(worker.argv)})",
+            "jobs/s",
+            median("procfile", lambda run: run.jobs_per_second),
+            median("baseline", lambda run: run.jobs_per_second),
+            f"the worker before issue 16 ({option(baseline_argv)}), same queue",
+            Target("≥ 100 jobs/s", at_least=100),
+            f"{DRAIN_QUEUED} exports queued first, then run by the worker alone, timed from the "
+            f"first claim to the last success; median of {DRAIN_ROUNDS} rounds taken in turn "
+            f"({rates('procfile')} against {rates('baseline')} jobs/s); worker CPU a job "
+            f"{median('procfile', lambda run: run.cpu_ms_per_job):.1f} ms against "
+            f"{median('baseline', lambda run: run.cpu_ms_per_job):.1f} ms",
+        )
     ]
 
 
