@@ -183,7 +183,7 @@ def _follow(
 ) -> list[Slice]:
     """Reads the generator's lines: a snapshot at each tick, a Slice once its figures come."""
     assert generator.stdout is not None
-    watch = probe.Probe(setup.api, setup.workers, setup.work_dir, database)
+    watch = probe.Probe(setup.api, setup.url, setup.workers, setup.work_dir, database)
     snapshots = [watch.snapshot()]
     slices = []
     begin = 0

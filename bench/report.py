@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DECIMALS = {"ms": 1, "s": 2, "×": 2}
+DECIMALS = {"ms": 1, "s": 2, "×": 2, "%": 1}
 
 
 @dataclass(frozen=True, slots=True)

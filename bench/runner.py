@@ -581,7 +581,7 @@ def _with_cpu_split(context: Context, measure: Callable[[], T]) -> tuple[T, dict
     api = context.process(API)
     workers = [process for process in context.processes if process is not api]
     with psycopg.connect(context.dataset.url, autocommit=True) as database:
-        watch = probe.Probe(api, workers, context.work_dir, database)
+        watch = probe.Probe(api, context.url, workers, context.work_dir, database)
         before = watch.snapshot()
         measured = measure()
         interval = probe.Interval(before, watch.snapshot())

@@ -198,7 +198,7 @@ class SliceRunner:
         self.database = database
         self.delay_ms = LOOKUP_CONNECTIONS * 1000 / LOOKUP_RATE
         background = [*setup.workers, *setup.others]
-        self.probe = probe.Probe(setup.api, background, setup.work_dir, database)
+        self.probe = probe.Probe(setup.api, setup.url, background, setup.work_dir, database)
         self.snapshot = self.probe.snapshot()
         self.failures_before = 0
         self.accepted_before = 0
