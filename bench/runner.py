@@ -616,7 +616,7 @@ def drain_figures(context: Context) -> list[Figure]:
         return "/".join(f"{run.jobs_per_second:.0f}" for run in drains[name])
 
     def option(argv: list[str]) -> str:
-        return f"--concurrency {argv[argv.index('--concurrency') + 1]}"
+        return f"--concurrency {servers.option_value(argv, '--concurrency')}"
 
     return [
         Figure(

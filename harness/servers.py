@@ -43,6 +43,11 @@ def procfile_argv(name: str) -> list[str]:
     return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
 
 
+def option_value(argv: Sequence[str], option: str) -> str:
+    """The value a Procfile command gives `option` (`--concurrency 4` → "4")."""
+    return argv[list(argv).index(option) + 1]
+
+
 def replace_options(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
     """A Procfile command with the value of each of these options that it has replaced, the rest
     as is: the tests and the bench give their processes their own files and ports (scheduler

@@ -29,7 +29,10 @@ from tests.stacks import Stack, own_stack
 SCHEDULER_INTERVAL_SECONDS = 5
 # SPEC §12's target for a job accepted during an outage, counted from Redis answering again.
 PUBLISHED_AFTER_RESTART_SECONDS = 60
-BACKLOG = 6  # exports, against 2 export processes: 4 wait in the queue
+# Each process of the Procfile's exports worker holds one export; QUEUED more wait in the queue.
+EXPORT_PROCESSES = int(servers.option_value(servers.procfile()["worker-exports"], "--concurrency"))
+QUEUED = 4
+BACKLOG = EXPORT_PROCESSES + QUEUED
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +102,7 @@ def test_sweeps_run_while_a_backlog_of_exports_holds_every_export_process(
                 http.post(f"/api/clientes/{cliente.id}/exportar").json()["id"]
                 for _ in range(BACKLOG)
             ]
-            servers.wait_until(lambda: queue.llen("exports") == BACKLOG - 2, 30, "a backlog")
+            servers.wait_until(lambda: queue.llen("exports") == QUEUED, 30, "a backlog")
             started = time.monotonic()
             servers.wait_until(
                 lambda: (
@@ -110,7 +113,7 @@ def test_sweeps_run_while_a_backlog_of_exports_holds_every_export_process(
                 "the sweeps, under the backlog",
             )
             swept_in = time.monotonic() - started
-            assert queue.llen("exports") == BACKLOG - 2, "the backlog lasted throughout"
+            assert queue.llen("exports") == QUEUED, "the backlog lasted throughout"
         assert not files.exists(key), "the expired result's file is gone"
         assert job_column(stack.engine, dead, "error")["code"] == "worker_lost"
         for job_id in backlog:
