@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -21,7 +22,6 @@ DEADLINE_SECONDS = 300
 
 PROGRESS = """
 SELECT count(*) FILTER (WHERE status IN ('queued', 'running')),
-       count(*) FILTER (WHERE status <> 'queued'),
        count(*) FILTER (WHERE status = 'succeeded'),
        min(started_at), max(finished_at)
 FROM jobs WHERE id = ANY(%s::uuid[])
@@ -47,7 +47,7 @@ def run(database_url: str, job_ids: list[str], worker: services.BenchProcess) ->
     """Start `worker`, let it run the queued `job_ids`, stop it. Every job must succeed."""
     with psycopg.connect(database_url, autocommit=True) as database:
 
-        def progress() -> tuple[int, int, int, object, object]:
+        def progress() -> tuple[int, int, datetime | None, datetime | None]:
             row = database.execute(PROGRESS, (job_ids,)).fetchone()
             assert row is not None
             return row
@@ -55,7 +55,7 @@ def run(database_url: str, job_ids: list[str], worker: services.BenchProcess) ->
         deadline = time.monotonic() + DEADLINE_SECONDS
         worker.start()
         try:
-            while progress()[1] == 0:  # not one claimed yet: the worker is starting
+            while progress()[2] is None:  # not one claimed yet: the worker is starting
                 _wait(worker, deadline)
             cpu_at_first_claim = services.tree_cpu_seconds(worker)
             while (row := progress())[0]:
@@ -63,11 +63,11 @@ def run(database_url: str, job_ids: list[str], worker: services.BenchProcess) ->
             cpu_seconds = services.tree_cpu_seconds(worker) - cpu_at_first_claim
         finally:
             worker.stop()
-    _, _, succeeded, first_claim, last_success = row
+    _, succeeded, first_claim, last_success = row
     if succeeded != len(job_ids):
         raise RuntimeError(f"{len(job_ids) - succeeded} of {len(job_ids)} jobs did not succeed")
-    seconds = (last_success - first_claim).total_seconds()  # type: ignore[operator]
-    return Drain(succeeded, seconds, cpu_seconds)
+    assert first_claim is not None and last_success is not None  # every job succeeded
+    return Drain(succeeded, (last_success - first_claim).total_seconds(), cpu_seconds)
 
 
 def _wait(worker: services.BenchProcess, deadline: float) -> None:

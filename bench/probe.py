@@ -9,7 +9,6 @@ database, Redis (memory, keys, commands), and the API's garbage collections
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import services
 from bench.report import Column
@@ -36,18 +36,10 @@ SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state LI
        count(*)
 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
 """
-# The API's own timing of `buscar` (services/query_api/metrics.py): all, and within 10 ms.
-LOOKUP_SERIES = 'method="GET",route="/api/clientes/buscar"'
-LOOKUP_COUNT = re.compile(
-    r"^clientes_http_request_duration_seconds_count\{" + re.escape(LOOKUP_SERIES) + r"\} (\S+)$",
-    re.MULTILINE,
-)
-LOOKUP_WITHIN_10_MS = re.compile(
-    r'^clientes_http_request_duration_seconds_bucket\{le="0\.01",'
-    + re.escape(LOOKUP_SERIES)
-    + r"\} (\S+)$",
-    re.MULTILINE,
-)
+# The API's own timing of `buscar` (services/query_api/metrics.py): its histogram's samples.
+LOOKUP_LATENCY = "clientes_http_request_duration_seconds"
+LOOKUP_LABELS = {"method": "GET", "route": "/api/clientes/buscar"}
+WITHIN = "0.01"  # the bucket's upper bound, seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +116,19 @@ class Probe:
 
     def _lookups_timed(self) -> tuple[float, float]:
         text = httpx.get(f"{self.api_url}/metrics", timeout=10).raise_for_status().text
-        count, within = LOOKUP_COUNT.search(text), LOOKUP_WITHIN_10_MS.search(text)
-        if count is None or within is None:  # no lookup yet
-            return (0.0, 0.0)
-        return (float(count.group(1)), float(within.group(1)))
+        count = within = 0.0  # no lookup yet: no series
+        for family in text_string_to_metric_families(text):
+            if family.name != LOOKUP_LATENCY:
+                continue
+            for sample in family.samples:
+                labels = {k: v for k, v in sample.labels.items() if k != "le"}
+                if labels != LOOKUP_LABELS:
+                    continue
+                if sample.name == f"{LOOKUP_LATENCY}_count":
+                    count = sample.value
+                elif sample.labels.get("le") == WITHIN:
+                    within = sample.value
+        return (count, within)
 
     def _cpu(self) -> dict[int, tuple[str, float]]:
         processes = _processes()
