@@ -220,7 +220,8 @@ def _progress(done: Slice) -> str:
         f", p99 {_ms(done.latency('lookups', 'p99'))}, p99.9 "
         f"{_ms(done.latency('lookups', 'p999'))} ms, {done.errors('lookups')} errors; "
         f"generator lag p99 {_ms(lookups['lag_ms']['p99'])} ms; load average "
-        f"{done.interval.after.load_average:.1f}, not ours {done.interval.other_cores:.2f} cores"
+        f"{done.interval.after.load_average:.1f}, not ours {done.interval.other_cores:.2f} cores, "
+        f"stolen by the hypervisor {done.interval.steal_cores:.2f} cores"
     )
 
 
@@ -277,7 +278,8 @@ def figures(setup: Setup, outcome: Outcome) -> list[Figure]:
             Target(f"≤ {P99_TARGET_MS} ms in every slice", at_most=P99_TARGET_MS),
             f"{over} of {len(measured)} slices over {P99_TARGET_MS} ms (worst: {worst.label}, "
             f"load average {worst.interval.after.load_average:.1f}, processes not ours "
-            f"{worst.interval.other_cores:.2f} cores); {what}",
+            f"{worst.interval.other_cores:.2f} cores, stolen by the hypervisor "
+            f"{worst.interval.steal_cores:.2f} cores); {what}",
         ),
         Figure(
             "paced_p50",
@@ -352,6 +354,7 @@ def tables(setup: Setup, outcome: Outcome) -> list[Table]:
         Column("generator_us", "generator µs/req", "µs"),
         Column("load_average", "load avg", "×"),
         Column("other_cores", "not ours, cores", "×"),
+        Column("steal_cores", "stolen, cores", "×"),
     ]
     latency_rows = [
         {
@@ -368,6 +371,7 @@ def tables(setup: Setup, outcome: Outcome) -> list[Table]:
             "generator_us": done.generator_cpu_us_per_request(),
             "load_average": done.interval.after.load_average,
             "other_cores": done.interval.other_cores,
+            "steal_cores": done.interval.steal_cores,
         }
         for done in outcome.slices
     ]
@@ -376,7 +380,8 @@ def tables(setup: Setup, outcome: Outcome) -> list[Table]:
         f"scheduled time) and an export POST every {1000 // POST_RATE} ms, from "
         f"bench/paced_client.py over up to {CONNECTIONS} keep-alive connections. Generator lag: "
         "scheduled time → the request's task running. Not ours: the machine's busy cores less "
-        "our processes, PostgreSQL and Redis (load average: 1 min)."
+        "our processes, PostgreSQL and Redis; stolen: the time the hypervisor gave these cores to "
+        "another machine while ours were ready to run (load average: 1 min)."
     )
     evidence_rows = [
         {"slice": done.label, **probe.row(done.interval, done.requests)} for done in outcome.slices

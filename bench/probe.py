@@ -49,6 +49,7 @@ class Snapshot:
     at: float  # time.monotonic(): CLOCK_MONOTONIC, the clock of the GC probe's pause times too
     load_average: float
     machine_busy: float  # CPU seconds, every core, since boot
+    machine_steal: float  # CPU seconds the hypervisor gave to others while ours waited, since boot
     cpu: dict[int, tuple[str, float]]  # pid → (group, CPU seconds) of the processes we count
     jobs: tuple[int, ...]  # JOBS_TABLE's columns (none when the table has no statistics yet)
     sessions: tuple[int, ...]  # SESSIONS' columns
@@ -85,6 +86,7 @@ class Probe:
 
     def snapshot(self) -> Snapshot:
         cpu = self._cpu()
+        machine_busy, machine_steal = _machine_seconds()
         self.database.execute("SELECT pg_stat_clear_snapshot()")
         jobs_row = self.database.execute(JOBS_TABLE).fetchone() or ()
         sessions = self.database.execute(SESSIONS).fetchone() or ()
@@ -96,7 +98,8 @@ class Probe:
         return Snapshot(
             at=time.monotonic(),
             load_average=os.getloadavg()[0],
-            machine_busy=_machine_busy_seconds(),
+            machine_busy=machine_busy,
+            machine_steal=machine_steal,
             cpu=cpu,
             jobs=tuple(int(value) for value in jobs_row),
             sessions=tuple(int(value) for value in sessions),
@@ -167,11 +170,14 @@ def _processes() -> dict[int, tuple[int, str, float]]:
     return found
 
 
-def _machine_busy_seconds() -> float:
+def _machine_seconds() -> tuple[float, float]:
+    """The machine's busy and stolen CPU seconds since boot, every core. Steal is time a virtual
+    machine's cores were ready to run but the hypervisor ran something else: no process here
+    shows it, yet every process waits through it."""
     # /proc/stat's first line: user nice system idle iowait irq softirq steal … (clock ticks).
     values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +204,10 @@ class Interval:
     @property
     def machine_cores(self) -> float:
         return (self.after.machine_busy - self.before.machine_busy) / self.seconds
+
+    @property
+    def steal_cores(self) -> float:
+        return (self.after.machine_steal - self.before.machine_steal) / self.seconds
 
     @property
     def other_cores(self) -> float:
@@ -235,6 +245,7 @@ COLUMNS = [
     Column("load_average", "load avg", "×"),
     Column("machine_cores", "machine busy cores", "×"),
     Column("other_cores", "not ours, cores", "×"),
+    Column("steal_cores", "stolen by the hypervisor, cores", "×"),
     Column("api_cores", "api cores", "×"),
     Column("api_us", "api µs/request", "µs"),
     Column("workers_cores", "workers cores", "×"),
@@ -260,7 +271,9 @@ NOTE = (
     "Sampled at each slice's end. CPU from /proc, in cores: process trees (the load generator "
     "is the bench process's own tree: wrk or bench/paced_client.py); PostgreSQL and Redis are "
     "every process of that name, serving whatever else runs here too; `not ours` is the "
-    "machine's busy time less all of these. The jobs table from pg_stat_user_tables "
+    "machine's busy time less all of these; stolen is the time the hypervisor ran another "
+    "machine's work while these cores were ready to run ours (/proc/stat's steal), which no "
+    "process here shows and every process waits through. The jobs table from pg_stat_user_tables "
     "(PostgreSQL's estimates), sessions from pg_stat_activity on the bench database, Redis from "
     "INFO and DBSIZE, the API's garbage collections from gc.callbacks in each of its processes "
     "(bench/gc_probe/sitecustomize.py): wall-clock pauses, and in brackets the CPU time of the "
@@ -284,6 +297,7 @@ def row(interval: Interval, requests: int) -> dict[str, Any]:
         "load_average": after.load_average,
         "machine_cores": interval.machine_cores,
         "other_cores": interval.other_cores,
+        "steal_cores": interval.steal_cores,
         "api_cores": api_cores,
         "api_us": api_cores * interval.seconds * 1e6 / requests if requests else None,
         "workers_cores": interval.cores(WORKERS),
