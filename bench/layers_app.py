@@ -3,11 +3,12 @@
 BENCH_LAYERS names the variant (VARIANTS): `full` is the API as deployed; each `no-…` is the
 same app with one layer off, through main.create_app's `layers` parameter (or, for the fast
 lane, its setting); `floor` is a bare ASGI callable doing only what a `buscar` request must:
-read the parameters, the rate limiter's Redis call and the lookup query on the same psycopg
-pool, the JSON document sent as is. Run as `python -m bench.layers_app`, through
-`services.query_api.__main__.main` (uvicorn + httptools, the API's own server settings); the
-granian A/B serves the same `create_app` from granian's command line (bench/layers.py), with
-BENCH_SERVER=granian so that the proxy headers are read as uvicorn reads them.
+read the parameters, the rate limiter (a place from its lease, ratelimit.py) and the lookup
+query on the same psycopg pool, the JSON document sent as is. Run as
+`python -m bench.layers_app`, through `services.query_api.__main__.main` (uvicorn + httptools,
+the API's own server settings); the granian A/B serves the same `create_app` from granian's
+command line (bench/layers.py), with BENCH_SERVER=granian so that the proxy headers are read as
+uvicorn reads them.
 
 This module, not a setting, is the only way to run the API with a layer off: a deployment that
 sets BENCH_LAYERS by mistake still runs `services.query_api`, which never reads it.
@@ -59,7 +60,7 @@ async def _no_rate_limit(request: Request, scope: str) -> auth.Principal:
 VARIANTS: dict[str, tuple[str, main.Layers | None]] = {
     FULL: ("nothing: the API as deployed", main.Layers()),
     "no-key-check": ("the API-key check", main.Layers(authorize=_no_key_check)),
-    "no-rate-limit": ("the rate limiter's Redis call", main.Layers(authorize=_no_rate_limit)),
+    "no-rate-limit": ("the rate limiter", main.Layers(authorize=_no_rate_limit)),
     "no-metrics": ("the Prometheus metrics middleware", main.Layers(metrics=False)),
     "no-request-id": (
         "the request id (and so its log context)",
@@ -70,7 +71,7 @@ VARIANTS: dict[str, tuple[str, main.Layers | None]] = {
 }
 DESCRIPTIONS = {
     **{name: off for name, (off, _) in VARIANTS.items()},
-    FLOOR: "bare ASGI: the same Redis call and pool query, nothing else",
+    FLOOR: "bare ASGI: the same rate limiter and pool query, nothing else",
 }
 
 

@@ -373,7 +373,7 @@ def layer_figures(context: Context) -> list[Figure]:
             "µs",
             turns.cpu_us_per_request(full),
             floor_us,
-            "bare ASGI app doing the same Redis call and pool query",
+            "bare ASGI app doing the same rate limiter and pool query",
             Target("≤ 1.10× the floor", ratio_at_most=1.10),
             f"{how}; ÷ floor per round: {per_round(full, floor)}",
         ),
