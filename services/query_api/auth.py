@@ -213,8 +213,8 @@ async def identify(request: Request) -> Principal:
 
 
 async def count_request(request: Request, principal: Principal) -> None:
-    """One request against the key's quota (one Redis call), its RateLimit headers on the
-    answer; 429 past the quota."""
+    """One request against the key's quota (a place from this process's lease of the key's
+    window, ratelimit.py), its RateLimit headers on the answer; 429 past the quota."""
     limiter: RateLimiter = request.app.state.rate_limiter
     quota = await limiter.consume(str(principal.key_id), principal.rate_limit_per_minute)
     if quota is not None:
