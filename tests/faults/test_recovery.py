@@ -20,7 +20,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from harness import servers
-from shared import jobs, storage
+from shared import job_queue, jobs, storage
 from shared.jobs import JobType
 from tests.factories import make_cliente, make_compra
 from tests.jobs import compras_locked, job_column, settle
@@ -33,6 +33,7 @@ PUBLISHED_AFTER_RESTART_SECONDS = 60
 EXPORT_PROCESSES = int(servers.option_value(servers.procfile()["worker-exports"], "--concurrency"))
 QUEUED = 4
 BACKLOG = EXPORT_PROCESSES + QUEUED
+EXPORTS_QUEUE = job_queue.QUEUES[JobType.EXPORT_CLIENTE]
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def test_sweeps_run_while_a_backlog_of_exports_holds_every_export_process(
                 http.post(f"/api/clientes/{cliente.id}/exportar").json()["id"]
                 for _ in range(BACKLOG)
             ]
-            servers.wait_until(lambda: queue.llen("exports") == QUEUED, 30, "a backlog")
+            servers.wait_until(lambda: queue.llen(EXPORTS_QUEUE) == QUEUED, 30, "a backlog")
             started = time.monotonic()
             servers.wait_until(
                 lambda: (
@@ -113,7 +114,7 @@ def test_sweeps_run_while_a_backlog_of_exports_holds_every_export_process(
                 "the sweeps, under the backlog",
             )
             swept_in = time.monotonic() - started
-            assert queue.llen("exports") == QUEUED, "the backlog lasted throughout"
+            assert queue.llen(EXPORTS_QUEUE) == QUEUED, "the backlog lasted throughout"
         assert not files.exists(key), "the expired result's file is gone"
         assert job_column(stack.engine, dead, "error")["code"] == "worker_lost"
         for job_id in backlog:
