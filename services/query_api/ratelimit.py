@@ -52,6 +52,16 @@ class Quota:
         }
 
 
+def window_at(moment: float) -> int:
+    """The number of the window that `moment` (a `time.time()`) falls in."""
+    return int(moment // WINDOW_SECONDS)
+
+
+def counter_key(key_id: str, window: int) -> str:
+    """The Redis key that counts the places of `key_id`'s `window`."""
+    return f"ratelimit:{key_id}:{window}"
+
+
 # INCRBY and, for a window's first reservation, EXPIRE: atomic inside Redis, one round trip.
 # Returns the window's count after the reservation: its places are (count - n, count].
 _RESERVE = """
@@ -91,7 +101,7 @@ class RateLimiter:
     async def consume(self, key_id: str, limit: int | None) -> Quota | None:
         limit = limit or self._default
         now = time.time()
-        window = int(now // WINDOW_SECONDS)
+        window = window_at(now)
         if window != self._window:  # a window's places mean nothing in the next one
             self._window = window
             self._leases.clear()
@@ -111,7 +121,7 @@ class RateLimiter:
         in the process's lease. None when Redis cannot be reached."""
         left = limit - lease.reserved_up_to if lease else 0  # unknown before the first
         size = max(1, min(LEASE_MAX, left // LEASE_SHARE))
-        counter = f"ratelimit:{key_id}:{window}"
+        counter = counter_key(key_id, window)
         try:
             count = int(await self._reserve(keys=[counter], args=[size, WINDOW_SECONDS + 1]))
         except (RedisError, OSError) as error:

@@ -35,7 +35,7 @@ def wait_for_a_fresh_window(seconds_needed: float) -> int:
     left = ratelimit.WINDOW_SECONDS - time.time() % ratelimit.WINDOW_SECONDS
     if left < seconds_needed:
         time.sleep(left + 0.1)
-    return int(time.time() // ratelimit.WINDOW_SECONDS)
+    return ratelimit.window_at(time.time())
 
 
 def test_every_answer_carries_the_ratelimit_headers(client: httpx.Client) -> None:
@@ -72,7 +72,7 @@ def test_processes_count_a_busy_key_in_leases_and_never_give_it_more_than_its_qu
     with own_api(service_env, WEB_CONCURRENCY=str(processes)) as api:
         clients = [api.client(key) for _ in range(8)]  # connections spread over the processes
         window = wait_for_a_fresh_window(30)
-        counter = f"ratelimit:{key_id}:{window}"
+        counter = ratelimit.counter_key(key_id, window)
         store = redis.Redis.from_url(redis_url)
         try:
             first = clients[0].get("/api/tipos-documento/")
