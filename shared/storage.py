@@ -150,11 +150,10 @@ class LocalStorage:
     def save(self, key: str, source: Path) -> int:
         path = self._path(key)
         with source.open("rb") as reader, _disk_errors_are_unavailable():
-            path.parent.mkdir(parents=True, exist_ok=True)
             # Same directory as the target, so that os.replace is an atomic rename.
             partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
             try:
-                with partial.open("wb") as writer:
+                with _create_in_folder(partial) as writer:
                     shutil.copyfileobj(reader, writer, 1024 * 1024)
                     writer.flush()
                     os.fsync(writer.fileno())
@@ -179,6 +178,18 @@ class LocalStorage:
         path = self._path(key)
         with _disk_errors_are_unavailable():
             path.unlink(missing_ok=True)
+            self._remove_empty_folders(path.parent)
+
+    def _remove_empty_folders(self, folder: Path) -> None:
+        """`folder` and the folders above it that the delete left empty, up to the root: a job
+        leaves two (jobs/<id>/<attempt>/), and at a hundred jobs a second emptied ones would
+        pile up by millions a day, each an inode that the orphan sweep walks."""
+        while folder != self.root and folder.is_relative_to(self.root):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another file, a save under way), or already gone
+                return
+            folder = folder.parent
 
     def exists(self, key: str) -> bool:
         path = self._path(key)
@@ -197,6 +208,18 @@ class LocalStorage:
                             path.relative_to(self.root).as_posix(),
                             datetime.fromtimestamp(modified, UTC),
                         )
+
+
+def _create_in_folder(path: Path, tries: int = 3) -> io.BufferedWriter:
+    """`path` opened for writing, its folder made first. A delete of the folder's last other
+    file may remove the folder between the two (LocalStorage._remove_empty_folders): then the
+    folder is made again."""
+    for _ in range(tries - 1):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            return path.open("wb")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("wb")
 
 
 def _is_missing(error: ClientError) -> bool:

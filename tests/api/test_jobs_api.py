@@ -436,12 +436,20 @@ def finished_export(
     return done, key
 
 
+def assert_job_folder_gone(files: storage.Storage, key: str) -> None:
+    """No emptied jobs/<id>/<attempt>/ folders left behind the deleted file."""
+    path = files.local_path(key)
+    assert path is not None
+    assert not path.parent.parent.exists(), "the job's emptied folders are removed"
+
+
 def test_delete_of_a_finished_job_deletes_its_file_and_expires_it(
     http: httpx.Client, engine: Engine, files: storage.Storage, cliente: Cliente
 ) -> None:
     done, key = finished_export(http, engine, files, cliente)
     assert http.delete(f"/api/jobs/{done['id']}").status_code == 204
     assert not files.exists(key)
+    assert_job_folder_gone(files, key)
     after = http.get(f"/api/jobs/{done['id']}").json()
     assert after["status"] == "expired"
     assert http.get(f"/api/jobs/{done['id']}/download").status_code == 410
@@ -462,6 +470,7 @@ def test_the_scheduler_expires_results_past_their_time(
         lambda: http.get(f"/api/jobs/{done['id']}").json()["status"] == "expired", 20, "expiry"
     )
     assert not files.exists(key)
+    assert_job_folder_gone(files, key)
     gone = http.get(f"/api/jobs/{done['id']}/download")
     assert gone.status_code == 410 and gone.headers["content-type"] == "application/problem+json"
 

@@ -177,6 +177,50 @@ def test_local_save_is_atomic_and_leaves_no_partial_file(tmp_path: Path) -> None
     assert [path.name for path in folder.iterdir()] == ["cliente_CC_1020304050.csv"]
 
 
+def test_local_delete_removes_the_folders_it_empties_and_no_other(tmp_path: Path) -> None:
+    root = tmp_path / "exports"
+    backend = storage.LocalStorage(root)
+    job = "jobs/4b1f0c9e-7d2a-4c51-9a59-0d6f3f0b9c11"
+    first, second = f"{job}/1/cliente.csv", f"{job}/2/cliente.csv"
+    for key in (first, second, "jobs/other/1/kept.csv"):
+        backend.save(key, a_file(tmp_path, b"x"))
+
+    backend.delete(first)
+    assert not (root / job / "1").exists()
+    assert (root / second).is_file()  # the job's other attempt keeps its folders
+
+    backend.delete(second)
+    assert not (root / job).exists()
+    assert (root / "jobs/other/1/kept.csv").is_file()
+    backend.delete("jobs/other/1/kept.csv")
+    assert root.is_dir() and not any(root.iterdir())  # the root itself stays
+    backend.save(first, a_file(tmp_path, b"again"))  # and saving makes the folders again
+    assert (root / first).read_bytes() == b"again"
+
+
+def test_local_save_survives_its_folder_removed_before_the_file_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete of the folder's last other file can remove it between save's mkdir and its
+    open: the moment is reproduced here by removing the folder right after the first mkdir."""
+    backend = storage.LocalStorage(tmp_path / "exports")
+    folder = (tmp_path / "exports" / KEY).parent
+    real_mkdir = Path.mkdir
+    calls = []
+
+    def mkdir_then_lose_it(self: Path, *args: Any, **kwargs: Any) -> None:
+        real_mkdir(self, *args, **kwargs)
+        if self == folder and kwargs.get("parents"):  # save's call, not pathlib's own inside it
+            calls.append(self)
+            if len(calls) == 1:
+                self.rmdir()
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_lose_it)
+    backend.save(KEY, a_file(tmp_path, b"complete"))
+    assert len(calls) == 2  # made, lost, made again
+    assert (folder / "cliente_CC_1020304050.csv").read_bytes() == b"complete"
+
+
 def test_s3_bucket_is_created_when_missing(s3_endpoint: str, tmp_path: Path) -> None:
     bucket = f"clientes-new-{uuid.uuid4().hex[:12]}"
     backend = storage.get_storage(s3_settings(s3_endpoint, bucket))
