@@ -1,6 +1,7 @@
 """API-key authentication without a database query per request.
 
-Verified keys are cached by hash in the process. Every change to `api_keys` sends
+Verified keys are cached by hash in the process; the requests that miss the cache while a key's
+query is under way wait for that one query. Every change to `api_keys` sends
 NOTIFY api_keys_changed (shared.api_keys), and a listener here clears the cache, so a revoked
 key stops working at once in every API process. While the listener is not connected nothing is
 cached, so a missed notification can never keep a revoked key alive.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -59,6 +61,7 @@ class ApiKeyCache:
         self._active_hashes: frozenset[str] = frozenset()
         self._active_hashes_read = 0.0
         self._generation = 0
+        self._in_flight: dict[tuple[str, int], asyncio.Future[Principal | None]] = {}
         self._listening = False
         self._task: asyncio.Task[None] | None = None
 
@@ -94,6 +97,26 @@ class ApiKeyCache:
         cached = self._by_hash.get(key_hash)
         if cached is not None and time.monotonic() - cached[1] < self._max_age:
             return cached[0]
+        # One query per key at a time: the requests that miss meanwhile wait for its answer.
+        # Else every request that came while the first one's query was under way (hundreds,
+        # when a busy key's entry expires or a process starts under load) sent its own query
+        # through the jobs pool. Keyed by generation: a request after a change never takes the
+        # answer of a query begun before it.
+        flight_key = (key_hash, self._generation)
+        flight = self._in_flight.get(flight_key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._read(key_hash))
+            self._in_flight[flight_key] = flight
+            flight.add_done_callback(functools.partial(self._landed, flight_key))
+        # Shielded: a request that is cancelled (its client left) leaves the query to the others.
+        return await asyncio.shield(flight)
+
+    def _landed(self, flight_key: tuple[str, int], flight: asyncio.Future[object]) -> None:
+        del self._in_flight[flight_key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: its waiters may all have gone
+
+    async def _read(self, key_hash: str) -> Principal | None:
         generation = self._generation
         read_at = time.monotonic()
         async with self._engine.connect() as connection:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import Engine, text
@@ -112,6 +114,37 @@ def test_a_listener_that_silently_stops_answering_is_replaced(api: Api, engine: 
         os.kill(frozen, signal.SIGCONT)
         with engine.connect() as connection:
             connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": frozen})
+
+
+def key_queries_waiting(engine: Engine) -> int:
+    """The API's queries for one key (not the listener's reload of every hash), waiting for a
+    lock on api_keys."""
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%api_keys.key_hash = %'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_requests_that_miss_the_cache_together_wait_for_one_query(api: Api, engine: Engine) -> None:
+    """While a key's query is under way (a process's start, its entry's age passed, a change),
+    the requests that miss the cache meanwhile wait for that query: one, not one each."""
+    key = new_key(engine, ["read"])
+    with engine.connect() as locker, ThreadPoolExecutor(8) as clients:
+        held = locker.begin()
+        locker.execute(text("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE"))  # queries wait
+        try:
+            answers = [clients.submit(status_with, api, key) for _ in range(8)]
+            servers.wait_until(lambda: key_queries_waiting(engine) > 0, 10, "the key's query")
+            time.sleep(1)  # the other seven arrive and miss the cache meanwhile
+            assert key_queries_waiting(engine) == 1
+        finally:
+            held.rollback()
+        assert [answer.result() for answer in answers] == [200] * 8
 
 
 def test_the_cache_age_is_bounded_by_settings() -> None:
