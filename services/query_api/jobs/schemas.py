@@ -35,7 +35,8 @@ class JobResult(BaseModel):
     sha256: str
     not_found: int | None = Field(
         None,
-        description="A bulk export by documents: how many of them matched no customer.",
+        description="A bulk export by documents: how many of them matched no customer; null "
+        "for the other job types.",
     )
     download_url: str
     signed_url: str | None = Field(
