@@ -184,7 +184,7 @@ class LocalStorage:
         """`folder` and the folders above it that the delete left empty, up to the root: a job
         leaves two (jobs/<id>/<attempt>/), and at a hundred jobs a second emptied ones would
         pile up by millions a day, each an inode that the orphan sweep walks."""
-        while folder != self.root and folder.is_relative_to(self.root):
+        while folder != self.root:  # a key's folders all lie under it (validate_key)
             try:
                 folder.rmdir()
             except OSError:  # not empty (another file, a save under way), or already gone
@@ -214,12 +214,15 @@ def _create_in_folder(path: Path, tries: int = 3) -> io.BufferedWriter:
     """`path` opened for writing, its folder made first. A delete of the folder's last other
     file may remove the folder between the two (LocalStorage._remove_empty_folders): then the
     folder is made again."""
-    for _ in range(tries - 1):
+    attempt = 1
+    while True:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
+        try:
             return path.open("wb")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("wb")
+        except FileNotFoundError:
+            if attempt == tries:
+                raise
+            attempt += 1
 
 
 def _is_missing(error: ClientError) -> bool:
